@@ -1,0 +1,145 @@
+//! Command-line arguments. No option takes a secret itself: keys, PINs and
+//! tokens come from files, environment variables, stdin or a prompt.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scunblock",
+    version,
+    about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC",
+    long_about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC.\n\n\
+        The admin response to the card's challenge comes from a local 3DES admin key, \
+        or is typed in by a person (--manual). Every input is checked before the card \
+        is touched, and the admin response is never retried.\n\n\
+        Exit codes: 0 ok, 1 unexpected, 2 bad input (card untouched), 3 PC/SC, reader \
+        or card unavailable, 4 card rejected the admin response, 5 admin key blocked or \
+        last try refused, 6 responder failure (nothing sent), 7 card rejected the new PIN."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Reader: index N, @EXACT-NAME, or part of the name (case-insensitive).
+    /// Default: the only reader holding a card.
+    #[arg(long, global = true, env = "SCUNBLOCK_READER", value_name = "SEL")]
+    pub reader: Option<String>,
+
+    /// Write one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Say what happens, on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Print the APDU trace on stderr (PIN data redacted).
+    #[arg(long, global = true)]
+    pub trace: bool,
+
+    /// Card profile TOML file overriding the built-in `iso` profile.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+
+    /// Wait up to SECS for a card to be inserted, or for another process to
+    /// release it.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 0)]
+    pub wait_card: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the readers, whether each holds a card, and the ATR.
+    Readers,
+    /// Decode the ATR and show the PIN and admin tries left. Authenticates nothing.
+    Info,
+    /// Authenticate as admin and set a new user PIN (unblocks a blocked PIN).
+    Unblock(UnblockArgs),
+    /// Authenticate as admin only (checks the key; spends a try if it is wrong).
+    Auth(AuthArgs),
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Readers => "readers",
+            Command::Info => "info",
+            Command::Unblock(_) => "unblock",
+            Command::Auth(_) => "auth",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UnblockArgs {
+    #[command(flatten)]
+    pub common: AuthArgs,
+
+    #[command(flatten)]
+    pub pin: PinArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+
+    /// The card's id (GUID, braces optional), reported and passed to responders.
+    #[arg(long, value_name = "GUID")]
+    pub card_id: Option<String>,
+
+    /// Read the ATR and the tries, check them, and send no authentication.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Spend the LAST admin try. Without it, a card with one admin try left is refused.
+    #[arg(long)]
+    pub force_last_try: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(id = "key_source", multiple = false)]
+pub struct KeyArgs {
+    /// File holding the 3DES admin key: 48 or 32 hex digits, or 24 or 16 raw bytes.
+    #[arg(long, value_name = "PATH", group = "key_source")]
+    pub admin_key_file: Option<PathBuf>,
+
+    /// Environment variable holding the admin key as hex.
+    #[arg(long, value_name = "VAR", group = "key_source")]
+    pub admin_key_env: Option<String>,
+
+    /// Show the challenge and read the response (hex or base64) from stdin.
+    #[arg(long, group = "key_source")]
+    pub manual: bool,
+
+    /// Accept a key file that group or others can read.
+    #[arg(long)]
+    pub allow_insecure_key_file: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(id = "pin_source", multiple = false)]
+pub struct PinArgs {
+    /// Environment variable holding the new PIN.
+    #[arg(long, value_name = "VAR", group = "pin_source")]
+    pub new_pin_env: Option<String>,
+
+    /// File holding the new PIN (one trailing newline is ignored).
+    #[arg(long, value_name = "PATH", group = "pin_source")]
+    pub new_pin_file: Option<PathBuf>,
+
+    /// Read the new PIN from the first line of stdin.
+    #[arg(long, group = "pin_source")]
+    pub new_pin_stdin: bool,
+
+    /// Accept a PIN file that group or others can read.
+    #[arg(long)]
+    pub allow_insecure_pin_file: bool,
+}

@@ -1,0 +1,157 @@
+//! What the user sees: readable text, or one JSON document on stdout.
+
+use serde_json::{json, Value};
+
+use crate::card::Tries;
+use crate::error::Error;
+use crate::flow::{Mode, Outcome};
+use crate::reader::ReaderInfo;
+
+pub struct Reporter {
+    json: bool,
+    command: &'static str,
+}
+
+impl Reporter {
+    pub fn new(json: bool, command: &'static str) -> Reporter {
+        Reporter { json, command }
+    }
+
+    fn emit(&self, mut doc: Value) {
+        doc["ok"] = json!(doc.get("ok").cloned().unwrap_or(json!(true)));
+        doc["command"] = json!(self.command);
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+
+    pub fn readers(&self, readers: &[ReaderInfo]) {
+        if self.json {
+            self.emit(json!({ "readers": readers }));
+            return;
+        }
+        if readers.is_empty() {
+            println!("No readers found.");
+        }
+        for r in readers {
+            let state = match (r.card_present, r.exclusive, r.mute) {
+                (true, true, _) => "card (in exclusive use)",
+                (true, _, true) => "card (mute)",
+                (true, _, _) => "card",
+                _ => "empty",
+            };
+            println!("{}: {}  [{}]", r.index, r.name, state);
+            if let Some(atr) = &r.atr {
+                println!("   ATR {atr}");
+            }
+        }
+    }
+
+    pub fn info(&self, o: &Outcome) {
+        let atr_bytes = hex::decode(o.atr.replace(' ', "")).unwrap_or_default();
+        let (atr, problems) = crate::atr::Atr::parse_lenient(&atr_bytes);
+        let names = atr
+            .as_ref()
+            .map(crate::atr::lookup_names)
+            .unwrap_or_default();
+        if self.json {
+            let mut doc = serde_json::to_value(o).unwrap_or_default();
+            doc["atr_decoded"] = serde_json::to_value(&atr).unwrap_or_default();
+            doc["atr_problems"] = json!(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+            doc["atr_names"] = json!(names);
+            self.emit(doc);
+            return;
+        }
+        println!("Reader:       {}", o.reader);
+        println!("ATR:          {}", o.atr);
+        for n in &names {
+            println!("              {n}");
+        }
+        if let Some(atr) = &atr {
+            for line in atr.describe() {
+                println!("  {line}");
+            }
+        }
+        for p in &problems {
+            println!("  ATR problem: {p}");
+        }
+        println!("Profile:      {}", o.profile);
+        if let Some(id) = &o.card_id {
+            println!("Card id:      {id}");
+        }
+        println!("PIN tries:    {}", tries_text(o.pin_tries_before, "PIN"));
+        println!("Admin tries:  {}", tries_text(o.admin_tries, "admin key"));
+    }
+
+    pub fn unblocked(&self, mode: Mode, o: &Outcome) {
+        if self.json {
+            let mut doc = serde_json::to_value(o).unwrap_or_default();
+            doc["dry_run"] = json!(mode == Mode::DryRun);
+            self.emit(doc);
+            return;
+        }
+        println!("Reader:       {}", o.reader);
+        println!("ATR:          {}", o.atr);
+        if let Some(id) = &o.card_id {
+            println!("Card id:      {id}");
+        }
+        println!("Admin tries:  {}", tries_text(o.admin_tries, "admin key"));
+        println!("PIN tries:    {}", tries_text(o.pin_tries_before, "PIN"));
+        match mode {
+            Mode::DryRun => println!("Dry run: no authentication was sent."),
+            Mode::AuthOnly => println!("Admin authentication: OK ({})", o.responder),
+            Mode::Unblock => {
+                println!("Admin authentication: OK ({})", o.responder);
+                println!(
+                    "New PIN set. PIN tries left: {}",
+                    tries_text(o.pin_tries_after, "PIN")
+                );
+            }
+        }
+    }
+
+    pub fn failure(&self, e: &Error, o: Option<&Outcome>) {
+        if self.json {
+            let mut doc = o
+                .and_then(|o| serde_json::to_value(o).ok())
+                .unwrap_or_else(|| json!({}));
+            doc["ok"] = json!(false);
+            doc["exit_code"] = json!(e.exit_code());
+            doc["error"] = json!({
+                "class": e.class(),
+                "message": e.to_string(),
+                "hint": e.hint(),
+                "sw": e.sw().map(|sw| format!("{sw:04X}")),
+            });
+            if let Some(t) = e.admin_tries() {
+                doc["admin_tries"] = serde_json::to_value(t).unwrap_or_default();
+            }
+            if let Some(t) = e.pin_tries() {
+                doc["pin_tries_after"] = serde_json::to_value(t).unwrap_or_default();
+            }
+            self.emit(doc);
+        }
+        eprintln!("scunblock: error: {e}");
+        if let Some(o) = o {
+            if !o.reader.is_empty() {
+                eprintln!(
+                    "  reader {}; admin tries left: {}; PIN tries left: {}",
+                    o.reader,
+                    tries_text(e.admin_tries().unwrap_or(o.admin_tries), "admin key"),
+                    tries_text(e.pin_tries().unwrap_or(o.pin_tries_before), "PIN"),
+                );
+            }
+        }
+        if let Some(h) = e.hint() {
+            eprintln!("  next: {h}");
+        }
+    }
+}
+
+fn tries_text(t: Tries, what: &str) -> String {
+    match t {
+        Tries::Left(1) => format!("1 (LAST TRY: a wrong attempt blocks the {what})"),
+        Tries::Left(n) => n.to_string(),
+        Tries::Blocked => "0 (blocked)".into(),
+        Tries::Verified => "verified".into(),
+        Tries::Unknown => "unknown (the card does not say)".into(),
+    }
+}

@@ -1,0 +1,226 @@
+//! The error type, its exit codes and what to do next.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | ok |
+//! | 1 | unexpected (the card answered something no profile expects, or a bug) |
+//! | 2 | bad input or usage; the card is untouched |
+//! | 3 | PC/SC service, reader or card unavailable, or the card removed or reset mid-flow |
+//! | 4 | the card rejected the admin response; the tries left are reported |
+//! | 5 | admin key blocked, or the last admin try refused without --force-last-try |
+//! | 6 | responder failure (CM, HTTP, manual input); no cryptogram was sent |
+//! | 7 | the card rejected the new PIN |
+
+use std::fmt;
+
+use crate::card::Tries;
+
+/// What kind of card step failed, for messages.
+pub type Step = &'static str;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input or usage, found before the card was touched.
+    #[error("{0}")]
+    Usage(String),
+
+    /// PC/SC service, reader or card not available, or lost mid-flow.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        hint: Option<String>,
+        /// The card may have been in the middle of the flow.
+        mid_flow: bool,
+    },
+
+    /// The card refused the admin response.
+    #[error("the card rejected the admin response (SW {sw:04X}){}", tries_suffix(*tries_left))]
+    AdminRejected { sw: u16, tries_left: Tries },
+
+    /// The admin key is blocked.
+    #[error("the admin key is blocked on this card (SW {sw:04X}); the card cannot be unblocked with an admin response any more")]
+    AdminBlocked { sw: u16 },
+
+    /// One admin try is left and --force-last-try was not given.
+    #[error("only ONE admin try is left on this card; a wrong response would block the admin key, on many cards for good. Nothing was sent")]
+    LastTryRefused,
+
+    /// The responder could not produce a response; nothing was sent.
+    #[error("{0}")]
+    Responder(String),
+
+    /// The card rejected the new PIN.
+    #[error("the card rejected the new PIN at {step}: SW {sw:04X} ({status}){}", pin_suffix(*pin_tries))]
+    PinRejected {
+        step: Step,
+        sw: u16,
+        status: crate::apdu::Status,
+        pin_tries: Tries,
+    },
+
+    /// The card answered a status word this step does not expect.
+    #[error("{step}: the card answered SW {sw:04X} ({status})")]
+    Card {
+        step: Step,
+        sw: u16,
+        status: crate::apdu::Status,
+    },
+
+    /// A malformed answer from the card.
+    #[error("{0}")]
+    Protocol(String),
+
+    /// Anything else.
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+fn tries_suffix(t: Tries) -> String {
+    match t {
+        Tries::Left(n) => format!("; {n} admin tries left"),
+        Tries::Blocked => "; the admin key is now blocked".into(),
+        _ => String::new(),
+    }
+}
+
+fn pin_suffix(t: Tries) -> String {
+    match t {
+        Tries::Left(n) => format!("; PIN tries left: {n}"),
+        Tries::Blocked => "; the PIN is still blocked".into(),
+        Tries::Verified => "; PIN verified".into(),
+        Tries::Unknown => String::new(),
+    }
+}
+
+impl Error {
+    pub fn usage(msg: impl Into<String>) -> Error {
+        Error::Usage(msg.into())
+    }
+
+    pub fn protocol(msg: impl Into<String>) -> Error {
+        Error::Protocol(msg.into())
+    }
+
+    pub fn responder(msg: impl Into<String>) -> Error {
+        Error::Responder(msg.into())
+    }
+
+    pub fn unavailable(msg: impl Into<String>, hint: impl Into<Option<String>>) -> Error {
+        Error::Unavailable {
+            message: msg.into(),
+            hint: hint.into(),
+            mid_flow: false,
+        }
+    }
+
+    /// The process exit code documented in docs/cli.md.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Unavailable { .. } => 3,
+            Error::AdminRejected { .. } => 4,
+            Error::AdminBlocked { .. } | Error::LastTryRefused => 5,
+            Error::Responder(_) => 6,
+            Error::PinRejected { .. } => 7,
+            Error::Card { .. } | Error::Protocol(_) | Error::Unexpected(_) => 1,
+        }
+    }
+
+    /// A short class name for JSON output and kiosk events.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Unavailable { .. } => "unavailable",
+            Error::AdminRejected { .. } => "admin_rejected",
+            Error::AdminBlocked { .. } => "admin_blocked",
+            Error::LastTryRefused => "last_try_refused",
+            Error::Responder(_) => "responder",
+            Error::PinRejected { .. } => "pin_rejected",
+            Error::Card { .. } => "card",
+            Error::Protocol(_) => "protocol",
+            Error::Unexpected(_) => "unexpected",
+        }
+    }
+
+    /// The admin tries left, where this error knows them.
+    pub fn admin_tries(&self) -> Option<Tries> {
+        match self {
+            Error::AdminRejected { tries_left, .. } => Some(*tries_left),
+            Error::AdminBlocked { .. } => Some(Tries::Blocked),
+            Error::LastTryRefused => Some(Tries::Left(1)),
+            _ => None,
+        }
+    }
+
+    /// The PIN tries left, where this error knows them.
+    pub fn pin_tries(&self) -> Option<Tries> {
+        match self {
+            Error::PinRejected { pin_tries, .. } => Some(*pin_tries),
+            _ => None,
+        }
+    }
+
+    /// The status word behind this error, when the card gave one.
+    pub fn sw(&self) -> Option<u16> {
+        match self {
+            Error::AdminRejected { sw, .. }
+            | Error::AdminBlocked { sw }
+            | Error::PinRejected { sw, .. }
+            | Error::Card { sw, .. } => Some(*sw),
+            _ => None,
+        }
+    }
+
+    /// What the user should do next.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Usage(_) => Some("see `scunblock --help`; nothing was sent to the card".into()),
+            Error::Unavailable { hint, .. } => hint.clone(),
+            Error::AdminRejected { .. } => Some(
+                "check that the admin key (or the CM request and card id) belongs to this card \
+                 before trying again; every wrong response spends a try"
+                    .into(),
+            ),
+            Error::AdminBlocked { .. } => Some(
+                "the card must be retired or re-issued through CM; no tool can unblock it".into(),
+            ),
+            Error::LastTryRefused => Some(
+                "make sure the key is right, then run again with --force-last-try to spend it"
+                    .into(),
+            ),
+            Error::Responder(_) => {
+                Some("no cryptogram was sent to the card; no try was spent".into())
+            }
+            Error::PinRejected { .. } => Some(
+                "the admin authentication succeeded; choose a PIN that meets the card's policy \
+                 (length, characters) and run again"
+                    .into(),
+            ),
+            Error::Card { .. } | Error::Protocol(_) => Some(
+                "run again with --trace to see the APDUs; check the card profile (--profile)"
+                    .into(),
+            ),
+            Error::Unexpected(_) => None,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Error {
+        Error::Unexpected(format!("{e:#}"))
+    }
+}
+
+/// Display helper for tries in messages.
+pub struct TriesText(pub Tries);
+
+impl fmt::Display for TriesText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Tries::Left(n) => write!(f, "{n}"),
+            Tries::Blocked => f.write_str("0 (blocked)"),
+            Tries::Verified => f.write_str("verified"),
+            Tries::Unknown => f.write_str("unknown"),
+        }
+    }
+}

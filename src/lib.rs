@@ -1,0 +1,23 @@
+//! scunblock: unblock MIM CM managed Base CSP smart cards over PC/SC.
+//!
+//! The flow ([`flow`]) reads the ATR, asks the card ([`card::Applet`]) for a
+//! challenge, gets the admin response from a [`responder::Responder`] (a
+//! local 3DES [`admin_key::AdminKey`], a person, or MIM CM) and completes
+//! EXTERNAL AUTHENTICATE and RESET RETRY COUNTER in one PC/SC transaction.
+
+pub mod admin_key;
+pub mod apdu;
+pub mod atr;
+pub mod card;
+pub mod cli;
+pub mod error;
+pub mod flow;
+pub mod ids;
+pub mod log;
+pub mod profile;
+pub mod reader;
+pub mod responder;
+pub mod secret;
+pub mod transport;
+
+pub use error::Error;

@@ -1,0 +1,484 @@
+//! PC/SC: the service, the readers, choosing one, and the connection whose
+//! transactions the flow runs in.
+
+use std::ffi::{CStr, CString};
+use std::time::{Duration, Instant};
+
+use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::transport::Transport;
+
+/// How the user picked a reader (`--reader`, SCUNBLOCK_READER).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReaderSelector {
+    /// The only reader holding a card.
+    Auto,
+    /// `N`: the reader at this index in `scunblock readers`.
+    Index(usize),
+    /// `@NAME`: exactly this name.
+    Exact(String),
+    /// Anything else: a case-insensitive substring of the name.
+    Substring(String),
+}
+
+impl ReaderSelector {
+    pub fn parse(s: Option<&str>) -> Result<ReaderSelector, Error> {
+        let Some(s) = s else {
+            return Ok(ReaderSelector::Auto);
+        };
+        if s.is_empty() {
+            return Err(Error::usage(
+                "--reader is empty: give an index, @NAME or part of a name",
+            ));
+        }
+        if s.chars().any(|c| c.is_control()) {
+            return Err(Error::usage("--reader contains control characters"));
+        }
+        if let Some(exact) = s.strip_prefix('@') {
+            return Ok(ReaderSelector::Exact(exact.to_string()));
+        }
+        if s.chars().all(|c| c.is_ascii_digit()) {
+            return s
+                .parse()
+                .map(ReaderSelector::Index)
+                .map_err(|_| Error::usage(format!("--reader {s}: index too large")));
+        }
+        Ok(ReaderSelector::Substring(s.to_string()))
+    }
+}
+
+/// One reader, as PC/SC reports it now.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReaderInfo {
+    pub index: usize,
+    pub name: String,
+    pub card_present: bool,
+    /// ATR of the card in the reader, spaced upper-case hex.
+    pub atr: Option<String>,
+    /// Another process has the card open exclusively.
+    pub exclusive: bool,
+    /// The card does not answer (mute).
+    pub mute: bool,
+    #[serde(skip)]
+    pub atr_bytes: Option<Vec<u8>>,
+}
+
+/// The PC/SC service.
+pub fn establish() -> Result<Context, Error> {
+    Context::establish(Scope::User).map_err(|e| map_service_error(e, "connect to"))
+}
+
+fn map_service_error(e: pcsc::Error, doing: &str) -> Error {
+    match e {
+        pcsc::Error::NoService | pcsc::Error::ServiceStopped | pcsc::Error::CommError => {
+            Error::unavailable(
+                format!("cannot {doing} the PC/SC service (pcscd): {e}"),
+                Some(
+                    "start it (Linux: `sudo systemctl start pcscd.socket`; Windows: the \
+                     \"Smart Card\" service); if PCSCLITE_CSOCK_NAME is set, it must name a \
+                     running pcscd's socket"
+                        .to_string(),
+                ),
+            )
+        }
+        other => Error::unavailable(format!("PC/SC error: {other}"), None),
+    }
+}
+
+/// All readers with their state, in PC/SC order.
+pub fn list(ctx: &Context) -> Result<Vec<ReaderInfo>, Error> {
+    let names = match ctx.list_readers_owned() {
+        Ok(n) => n,
+        Err(pcsc::Error::NoReadersAvailable) => return Ok(vec![]),
+        Err(e) => return Err(map_service_error(e, "list the readers of")),
+    };
+    let mut states: Vec<ReaderState> = names
+        .iter()
+        .map(|n| ReaderState::new(n.clone(), State::UNAWARE))
+        .collect();
+    if !states.is_empty() {
+        match ctx.get_status_change(Duration::ZERO, &mut states) {
+            Ok(()) | Err(pcsc::Error::Timeout) => {}
+            Err(e) => return Err(map_service_error(e, "read reader states from")),
+        }
+    }
+    Ok(states
+        .iter()
+        .enumerate()
+        .map(|(index, s)| info_from_state(index, s))
+        .collect())
+}
+
+/// A reader's info from its PC/SC state.
+pub fn info_from_state(index: usize, s: &ReaderState) -> ReaderInfo {
+    let ev = s.event_state();
+    let present = ev.contains(State::PRESENT);
+    let atr = (present && !s.atr().is_empty()).then(|| s.atr().to_vec());
+    ReaderInfo {
+        index,
+        name: s.name().to_string_lossy().into_owned(),
+        card_present: present,
+        atr: atr.as_deref().map(crate::apdu::spaced_hex),
+        exclusive: ev.contains(State::EXCLUSIVE),
+        mute: ev.contains(State::MUTE),
+        atr_bytes: atr,
+    }
+}
+
+/// Pick the reader the user meant. Several readers with cards and no
+/// `--reader` is a usage error that lists them.
+pub fn choose(readers: &[ReaderInfo], sel: &ReaderSelector) -> Result<ReaderInfo, Error> {
+    let listing = || {
+        readers
+            .iter()
+            .map(|r| {
+                format!(
+                    "  {}: {}{}",
+                    r.index,
+                    r.name,
+                    if r.card_present { " (card)" } else { "" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if readers.is_empty() {
+        return Err(Error::unavailable(
+            "no smart card reader found",
+            Some("connect a reader; check that pcscd sees it (`scunblock readers`)".to_string()),
+        ));
+    }
+    let found: Vec<&ReaderInfo> = match sel {
+        ReaderSelector::Auto => readers.iter().filter(|r| r.card_present).collect(),
+        ReaderSelector::Index(i) => readers.iter().filter(|r| r.index == *i).collect(),
+        ReaderSelector::Exact(name) => readers.iter().filter(|r| &r.name == name).collect(),
+        ReaderSelector::Substring(part) => {
+            let part = part.to_lowercase();
+            readers
+                .iter()
+                .filter(|r| r.name.to_lowercase().contains(&part))
+                .collect()
+        }
+    };
+    match (found.len(), sel) {
+        (1, _) => Ok(found[0].clone()),
+        (0, ReaderSelector::Auto) => Err(Error::unavailable(
+            "no card in any reader",
+            Some(format!("insert the card, or wait for it with --wait-card SECS. Readers:\n{}", listing())),
+        )),
+        (0, _) => Err(Error::usage(format!(
+            "no reader matches --reader {}. Readers:\n{}",
+            describe(sel),
+            listing()
+        ))),
+        (_, ReaderSelector::Auto) => Err(Error::usage(format!(
+            "several readers hold a card; choose one with --reader (index, @NAME or part of the name):\n{}",
+            listing()
+        ))),
+        _ => Err(Error::usage(format!(
+            "--reader {} matches several readers; use an index or @NAME:\n{}",
+            describe(sel),
+            listing()
+        ))),
+    }
+}
+
+fn describe(sel: &ReaderSelector) -> String {
+    match sel {
+        ReaderSelector::Auto => "(auto)".into(),
+        ReaderSelector::Index(i) => i.to_string(),
+        ReaderSelector::Exact(n) => format!("@{n}"),
+        ReaderSelector::Substring(s) => s.clone(),
+    }
+}
+
+/// Wait (up to `wait`) until the selected reader holds a card, then return it.
+pub fn wait_for_reader(
+    ctx: &Context,
+    sel: &ReaderSelector,
+    wait: Duration,
+) -> Result<ReaderInfo, Error> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let readers = list(ctx)?;
+        let chosen = choose(&readers, sel);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match chosen {
+            Ok(r) if r.card_present => return Ok(r),
+            Ok(r) if remaining.is_zero() => {
+                return Err(Error::unavailable(
+                    format!("no card in reader {}", r.name),
+                    Some("insert the card, or wait for it with --wait-card SECS".to_string()),
+                ))
+            }
+            Err(e) if remaining.is_zero() || !matches!(e, Error::Unavailable { .. }) => {
+                return Err(e)
+            }
+            _ => {}
+        }
+        // Sleep until something changes, at most until the deadline.
+        let mut states: Vec<ReaderState> = readers
+            .iter()
+            .filter_map(|r| CString::new(r.name.clone()).ok())
+            .map(|n| ReaderState::new(n, State::UNAWARE))
+            .collect();
+        states.push(ReaderState::new(pcsc::PNP_NOTIFICATION(), State::UNAWARE));
+        // First call learns the current state, second waits for a change.
+        let _ = ctx.get_status_change(Duration::ZERO, &mut states);
+        for s in states.iter_mut() {
+            s.sync_current_state();
+        }
+        match ctx.get_status_change(remaining.min(Duration::from_secs(1)), &mut states) {
+            Ok(()) | Err(pcsc::Error::Timeout) => {}
+            Err(pcsc::Error::UnknownReader) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(map_service_error(e, "watch the readers of")),
+        }
+    }
+}
+
+/// A connection to the card in one reader.
+pub struct Connection {
+    card: pcsc::Card,
+    reader: String,
+    atr: Vec<u8>,
+}
+
+impl Connection {
+    /// Connect in shared mode. While another process holds the card
+    /// exclusively, retry until `wait` has passed.
+    pub fn open(ctx: &Context, reader: &str, wait: Duration) -> Result<Connection, Error> {
+        let name = CString::new(reader)
+            .map_err(|_| Error::usage("the reader name contains a NUL byte"))?;
+        let deadline = Instant::now() + wait;
+        let card = loop {
+            match ctx.connect(&name, ShareMode::Shared, Protocols::ANY) {
+                Ok(card) => break card,
+                Err(pcsc::Error::SharingViolation) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(connect_error(e, reader, wait)),
+            }
+        };
+        let atr = card
+            .status2_owned()
+            .map(|s| s.atr().to_vec())
+            .map_err(|e| connect_error(e, reader, wait))?;
+        Ok(Connection {
+            card,
+            reader: reader.to_string(),
+            atr,
+        })
+    }
+
+    pub fn reader(&self) -> &str {
+        &self.reader
+    }
+
+    pub fn atr(&self) -> &[u8] {
+        &self.atr
+    }
+
+    /// Run `f` inside one PC/SC transaction. A card reset before the
+    /// transaction began (nothing sent yet) is answered by one reconnect.
+    pub fn transaction<R>(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        if let Err(pcsc::Error::ResetCard) = self.card.transaction().map(drop) {
+            self.card
+                .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
+                .map_err(|e| transmit_error(e, false))?;
+        }
+        let tx = self
+            .card
+            .transaction()
+            .map_err(|e| transmit_error(e, false))?;
+        let mut t = PcscTransport { tx: &tx };
+        let result = f(&mut t);
+        let _ = tx.end(Disposition::LeaveCard);
+        result
+    }
+
+    /// Disconnect. `reset` resets the card, dropping any security state
+    /// (admin authentication) the run created.
+    pub fn close(self, reset: bool) {
+        let disposition = if reset {
+            Disposition::ResetCard
+        } else {
+            Disposition::LeaveCard
+        };
+        let _ = self.card.disconnect(disposition);
+    }
+}
+
+struct PcscTransport<'a, 'tx> {
+    tx: &'a pcsc::Transaction<'tx>,
+}
+
+impl Transport for PcscTransport<'_, '_> {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut buf = vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
+        let n = self
+            .tx
+            .transmit(apdu, &mut buf)
+            .map_err(|e| transmit_error(e, true))?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+fn connect_error(e: pcsc::Error, reader: &str, wait: Duration) -> Error {
+    match e {
+        pcsc::Error::NoSmartcard | pcsc::Error::RemovedCard => Error::unavailable(
+            format!("no card in reader {reader}"),
+            Some("insert the card, or wait for it with --wait-card SECS".to_string()),
+        ),
+        pcsc::Error::SharingViolation => Error::unavailable(
+            format!(
+                "another process holds the card in {reader} exclusively (waited {} s)",
+                wait.as_secs()
+            ),
+            Some(
+                "close the other application (or give --wait-card SECS to wait longer)".to_string(),
+            ),
+        ),
+        pcsc::Error::UnknownReader | pcsc::Error::ReaderUnavailable => Error::unavailable(
+            format!("reader {reader} is gone"),
+            Some("reconnect it; `scunblock readers` lists what PC/SC sees".to_string()),
+        ),
+        pcsc::Error::UnresponsiveCard
+        | pcsc::Error::UnpoweredCard
+        | pcsc::Error::UnsupportedCard => Error::unavailable(
+            format!("the card in {reader} does not answer: {e}"),
+            Some("reinsert the card (chip first, the right way up)".to_string()),
+        ),
+        other => map_service_error(other, "use"),
+    }
+}
+
+fn transmit_error(e: pcsc::Error, mid_flow: bool) -> Error {
+    let (message, hint) = match e {
+        pcsc::Error::RemovedCard | pcsc::Error::NoSmartcard => (
+            "the card was removed".to_string(),
+            "insert it again and re-run; `scunblock info` shows the tries left",
+        ),
+        pcsc::Error::ResetCard => (
+            "the card was reset by another process mid-flow".to_string(),
+            "close other smart card software and re-run; `scunblock info` shows the tries left",
+        ),
+        pcsc::Error::NoService | pcsc::Error::ServiceStopped | pcsc::Error::CommError => (
+            format!("the PC/SC service (pcscd) went away: {e}"),
+            "restart pcscd and re-run; `scunblock info` shows the tries left",
+        ),
+        other => (
+            format!("PC/SC error while talking to the card: {other}"),
+            "re-run; `scunblock info` shows the tries left",
+        ),
+    };
+    Error::Unavailable {
+        message,
+        hint: Some(hint.to_string()),
+        mid_flow,
+    }
+}
+
+/// The error a removed card gives (for scripted transports).
+pub fn removed_error() -> Error {
+    transmit_error(pcsc::Error::RemovedCard, true)
+}
+
+/// The error a reset card gives (for scripted transports).
+pub fn reset_error() -> Error {
+    transmit_error(pcsc::Error::ResetCard, true)
+}
+
+/// The name as a C string, for callers that watch readers.
+pub fn cname(name: &str) -> Option<CString> {
+    CString::new(name).ok()
+}
+
+/// A reader name from PC/SC as text.
+pub fn name_of(c: &CStr) -> String {
+    c.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(index: usize, name: &str, card: bool) -> ReaderInfo {
+        ReaderInfo {
+            index,
+            name: name.into(),
+            card_present: card,
+            atr: None,
+            exclusive: false,
+            mute: false,
+            atr_bytes: None,
+        }
+    }
+
+    #[test]
+    fn parses_selectors() {
+        assert_eq!(ReaderSelector::parse(None).unwrap(), ReaderSelector::Auto);
+        assert_eq!(
+            ReaderSelector::parse(Some("1")).unwrap(),
+            ReaderSelector::Index(1)
+        );
+        assert_eq!(
+            ReaderSelector::parse(Some("@Virtual PCD 00 00")).unwrap(),
+            ReaderSelector::Exact("Virtual PCD 00 00".into())
+        );
+        assert_eq!(
+            ReaderSelector::parse(Some("yubi")).unwrap(),
+            ReaderSelector::Substring("yubi".into())
+        );
+        assert!(ReaderSelector::parse(Some("")).is_err());
+        assert!(ReaderSelector::parse(Some("99999999999999999999999")).is_err());
+    }
+
+    #[test]
+    fn chooses_readers() {
+        let rs = vec![
+            reader(0, "Virtual PCD 00 00", true),
+            reader(1, "Virtual PCD 00 01", false),
+            reader(2, "Yubico YubiKey OTP+FIDO+CCID 00 00", true),
+        ];
+        let auto = choose(&rs, &ReaderSelector::Auto).unwrap_err();
+        assert_eq!(auto.exit_code(), 2);
+        assert!(auto.to_string().contains("Yubico"), "{auto}");
+        assert_eq!(choose(&rs, &ReaderSelector::Index(1)).unwrap().index, 1);
+        assert_eq!(
+            choose(&rs, &ReaderSelector::Substring("YUBI".into()))
+                .unwrap()
+                .index,
+            2
+        );
+        assert_eq!(
+            choose(&rs, &ReaderSelector::Substring("pcd".into()))
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            choose(&rs, &ReaderSelector::Exact("Virtual PCD 00".into()))
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(choose(&rs[..2], &ReaderSelector::Auto).unwrap().index, 0);
+        assert_eq!(
+            choose(&rs[1..2], &ReaderSelector::Auto)
+                .unwrap_err()
+                .exit_code(),
+            3
+        );
+        assert_eq!(
+            choose(&[], &ReaderSelector::Auto).unwrap_err().exit_code(),
+            3
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! Who answers the card's challenge: the local admin key, a person reading
+//! the challenge over the phone, or MIM CM (see `cm_client`).
+//!
+//! A responder either returns a cryptogram or fails; the flow checks the
+//! cryptogram's length before anything goes to the card, so a failure here
+//! never spends an admin try.
+
+use std::io::BufRead;
+
+use base64::Engine;
+
+use crate::admin_key::{AdminKey, Challenge, Cryptogram};
+use crate::error::Error;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// What a responder knows about the card it answers for.
+#[derive(Clone, Debug, Default)]
+pub struct CardContext {
+    pub reader: String,
+    pub atr: Vec<u8>,
+    pub card_id: Option<String>,
+}
+
+/// How the flow ended, for a responder that reports back (CM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Admin authentication (and the PIN reset, if asked) succeeded.
+    Succeeded,
+    /// The card rejected the response.
+    Rejected,
+    /// Anything else: the card may not have seen a response.
+    Interrupted,
+}
+
+pub trait Responder {
+    /// A short name for reports: "local-key", "manual", "cm".
+    fn name(&self) -> &'static str;
+
+    /// True when [`Responder::prepare`] talks to a server and may take long
+    /// (a CM request waiting for approval): the flow runs it outside any
+    /// card transaction.
+    fn needs_preparation(&self) -> bool {
+        false
+    }
+
+    /// Work before the challenge, outside any card transaction.
+    fn prepare(&mut self, _card: &CardContext) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// The response to one challenge.
+    fn respond(&mut self, challenge: &Challenge, card: &CardContext) -> Result<Cryptogram, Error>;
+
+    /// Told how the flow ended (CM closes or abandons its request).
+    fn finish(&mut self, _ending: Ending) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// The admin key held locally.
+pub struct LocalKey {
+    key: AdminKey,
+}
+
+impl LocalKey {
+    pub fn new(key: AdminKey) -> LocalKey {
+        LocalKey { key }
+    }
+}
+
+impl Responder for LocalKey {
+    fn name(&self) -> &'static str {
+        "local-key"
+    }
+
+    fn respond(&mut self, challenge: &Challenge, _card: &CardContext) -> Result<Cryptogram, Error> {
+        self.key
+            .respond(challenge)
+            .map_err(|e| Error::responder(format!("local key: {e}")))
+    }
+}
+
+/// A person computes the response elsewhere (helpdesk by phone): the
+/// challenge is shown, the response is read from a line of input.
+pub struct Manual<R: BufRead> {
+    input: R,
+}
+
+impl<R: BufRead> Manual<R> {
+    pub fn new(input: R) -> Manual<R> {
+        Manual { input }
+    }
+}
+
+impl<R: BufRead> Responder for Manual<R> {
+    fn name(&self) -> &'static str {
+        "manual"
+    }
+
+    fn respond(&mut self, challenge: &Challenge, card: &CardContext) -> Result<Cryptogram, Error> {
+        let c = challenge.as_bytes();
+        eprintln!("Card in {}:", card.reader);
+        eprintln!("  challenge (hex):    {}", hex::encode_upper(c));
+        eprintln!("  challenge (base64): {}", B64.encode(c));
+        eprintln!("Enter the response (hex or base64), then Enter:");
+        let mut line = String::new();
+        let n = self
+            .input
+            .read_line(&mut line)
+            .map_err(|e| Error::responder(format!("cannot read the response: {e}")))?;
+        if n == 0 {
+            return Err(Error::responder(
+                "no response was entered (input ended); nothing was sent to the card",
+            ));
+        }
+        parse_response_text(line.trim(), c.len()).map(Cryptogram::new)
+    }
+}
+
+/// Parse a response typed by a person or sent by a server: hex (spaces and
+/// colons allowed) or base64, exactly `want` bytes.
+pub fn parse_response_text(text: &str, want: usize) -> Result<Vec<u8>, Error> {
+    let compact: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    if compact.is_empty() {
+        return Err(Error::responder(
+            "the response is empty; nothing was sent to the card",
+        ));
+    }
+    let bytes = if compact.len() == want * 2 && compact.chars().all(|c| c.is_ascii_hexdigit()) {
+        hex::decode(&compact).ok()
+    } else {
+        B64.decode(compact.as_bytes()).ok()
+    };
+    let Some(bytes) = bytes else {
+        return Err(Error::responder(format!(
+            "the response is neither {} hex digits nor base64; nothing was sent to the card",
+            want * 2
+        )));
+    };
+    if bytes.len() != want {
+        return Err(Error::responder(format!(
+            "the response has {} bytes, the challenge {want}; nothing was sent to the card",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden() -> Challenge {
+        Challenge::new(hex::decode("d61143f9ccffd2ca").unwrap())
+    }
+
+    #[test]
+    fn local_key_answers_the_golden_vector() {
+        let mut r = LocalKey::new(AdminKey::from_bytes(&[0; 24]).unwrap());
+        let c = r.respond(&golden(), &CardContext::default()).unwrap();
+        assert_eq!(B64.encode(c.as_bytes()), "F0Zudm4wPLY=");
+    }
+
+    #[test]
+    fn manual_reads_hex_or_base64() {
+        for typed in [
+            "17466e766e303cb6\n",
+            "17 46 6E 76 6E 30 3C B6\r\n",
+            "F0Zudm4wPLY=\n",
+        ] {
+            let mut m = Manual::new(typed.as_bytes());
+            let c = m.respond(&golden(), &CardContext::default()).unwrap();
+            assert_eq!(hex::encode(c.as_bytes()), "17466e766e303cb6", "{typed}");
+        }
+    }
+
+    #[test]
+    fn manual_rejects_bad_input_before_the_card() {
+        for typed in [
+            "",
+            "\n",
+            "17466e766e303c\n",
+            "F0Zudm4wPLb2Lg==\n",
+            "not a response\n",
+        ] {
+            let mut m = Manual::new(typed.as_bytes());
+            let e = m.respond(&golden(), &CardContext::default()).unwrap_err();
+            assert_eq!(e.exit_code(), 6, "{typed:?}");
+        }
+    }
+}
