@@ -98,6 +98,9 @@ pub struct Outcome {
     pub admin_authenticated: bool,
     pub pin_reset: bool,
     pub pin_tries_after: Tries,
+    /// What the responder did (CM: request id, HTTP calls, handshakes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cm: Option<serde_json::Value>,
 }
 
 /// A failed run: the error and what was learned before it.
@@ -144,6 +147,7 @@ pub fn run<S: Session>(
         Some(e) => responder.finish(e),
         _ => Ok(()),
     };
+    out.cm = responder.report();
     match result.and(finished) {
         Ok(()) => Ok(out),
         Err(error) => Err(Box::new(Failure {

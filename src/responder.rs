@@ -56,6 +56,11 @@ pub trait Responder {
     fn finish(&mut self, _ending: Ending) -> Result<(), Error> {
         Ok(())
     }
+
+    /// What the responder did, for the run's report (CM request, calls).
+    fn report(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// The admin key held locally.

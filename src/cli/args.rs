@@ -102,6 +102,91 @@ pub struct AuthArgs {
     /// Spend the LAST admin try. Without it, a card with one admin try left is refused.
     #[arg(long)]
     pub force_last_try: bool,
+
+    #[command(flatten)]
+    pub cm: CmArgs,
+}
+
+/// How to reach MIM CM (with --cm).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "MIM CM (with --cm)")]
+pub struct CmArgs {
+    /// CM request id (GUID). Without it, an Unblock request is created and
+    /// its approval awaited.
+    #[arg(long, value_name = "GUID", requires = "cm")]
+    pub request_id: Option<String>,
+
+    /// CM smartcard id (GUID). Without it, it is looked up by --card-id.
+    #[arg(long, value_name = "GUID", requires = "cm")]
+    pub smartcard_id: Option<String>,
+
+    /// The card's admin key is diversified (sends diversified=True).
+    #[arg(long, requires = "cm")]
+    pub diversified: bool,
+
+    /// How to sign in to CM.
+    #[arg(long, value_enum, value_name = "MODE", requires = "cm")]
+    pub cm_auth: Option<CmAuthMode>,
+
+    /// Environment variable holding the bearer token (--cm-auth bearer).
+    #[arg(
+        long,
+        value_name = "VAR",
+        conflicts_with = "cm_token_file",
+        requires = "cm"
+    )]
+    pub cm_token_env: Option<String>,
+
+    /// File holding the bearer token (--cm-auth bearer).
+    #[arg(long, value_name = "PATH", requires = "cm")]
+    pub cm_token_file: Option<PathBuf>,
+
+    /// PEM file of a CA to trust for CM's TLS certificate (added to the system's).
+    #[arg(long, value_name = "PEM", requires = "cm")]
+    pub cm_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, value_name = "PEM", requires = "cm")]
+    pub cm_client_cert: Option<PathBuf>,
+
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, value_name = "PEM", requires = "cm")]
+    pub cm_client_key: Option<PathBuf>,
+
+    /// Allow a plain http:// CM URL (test servers only).
+    #[arg(long, requires = "cm")]
+    pub allow_http: bool,
+
+    /// Seconds to wait for each CM answer.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+
+    /// Seconds to wait for the unblock request's approval.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub approval_timeout: u64,
+
+    /// Seconds between approval polls.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub approval_poll: f64,
+
+    /// Kerberos service principal for Negotiate (default HTTP/<host of --cm>).
+    #[arg(long, value_name = "SPN", requires = "cm")]
+    pub cm_spn: Option<String>,
+
+    /// Keytab to sign in from (Negotiate; default: the ticket cache, or KRB5_CLIENT_KTNAME).
+    #[arg(long, value_name = "PATH", requires = "cm")]
+    pub keytab: Option<PathBuf>,
+
+    /// Send TLS channel bindings (IIS Extended Protection).
+    #[arg(long, requires = "cm")]
+    pub cm_channel_binding: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CmAuthMode {
+    None,
+    Bearer,
+    Negotiate,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +203,10 @@ pub struct KeyArgs {
     /// Show the challenge and read the response (hex or base64) from stdin.
     #[arg(long, group = "key_source")]
     pub manual: bool,
+
+    /// Get the response from MIM CM at this URL (https://cm.example.com).
+    #[arg(long, value_name = "URL", group = "key_source")]
+    pub cm: Option<String>,
 
     /// Accept a key file that group or others can read.
     #[arg(long)]

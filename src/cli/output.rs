@@ -155,3 +155,49 @@ fn tries_text(t: Tries, what: &str) -> String {
         Tries::Unknown => "unknown (the card does not say)".into(),
     }
 }
+
+/// CM workflow progress on stderr: a JSON line each with --json, else text.
+pub fn progress(json: bool, p: &crate::cm_responder::Progress) {
+    use crate::cm_responder::Progress as P;
+    let (event, fields, text) = match p {
+        P::SmartcardFound { smartcard_id } => (
+            "cm_smartcard_found",
+            json!({ "smartcard_id": smartcard_id }),
+            format!("CM smartcard {smartcard_id}"),
+        ),
+        P::RequestCreated { request_id } => (
+            "cm_request_created",
+            json!({ "request_id": request_id }),
+            format!("CM unblock request {request_id} created; waiting for approval"),
+        ),
+        P::Waiting { request_id, status, polls, waited_secs } => (
+            "cm_approval_pending",
+            json!({ "request_id": request_id, "status": status, "polls": polls, "waited_secs": waited_secs }),
+            format!("waiting for approval of {request_id}: status {status}, {waited_secs} s"),
+        ),
+        P::Approved { request_id } => (
+            "cm_request_approved",
+            json!({ "request_id": request_id }),
+            format!("CM request {request_id} approved"),
+        ),
+        P::RequestClosed { request_id, status } => (
+            "cm_request_closed",
+            json!({ "request_id": request_id, "status": status }),
+            format!("CM request {request_id} marked {status}"),
+        ),
+        P::RequestLeftOpen { request_id } => (
+            "cm_request_left_open",
+            json!({ "request_id": request_id }),
+            format!(
+                "CM request {request_id} left open: re-run with --request-id {request_id} once the card is back"
+            ),
+        ),
+    };
+    if json {
+        let mut doc = fields;
+        doc["event"] = json!(event);
+        eprintln!("{doc}");
+    } else {
+        eprintln!("scunblock: {text}");
+    }
+}

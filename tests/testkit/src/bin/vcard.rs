@@ -1,1 +1,284 @@
-fn main() {}
+//! scunblock-vcard: a virtual Microsoft Base CSP / ISO 7816 smart card for vpcd (vsmartcard).
+//!
+//! It connects to vpcd as a card (TCP, default 127.0.0.1:35963 = vpcd slot 0). Every frame
+//! both ways is a u16 big-endian length and a payload. From vpcd, 1-byte payloads are
+//! control: 00 power off, 01 power on, 02 reset, 04 "send the ATR" (answered with the ATR);
+//! longer payloads are command APDUs, answered with the response APDU. The connection
+//! closing means the card is removed; `scripts/vstack card` starts this binary.
+//!
+//! # The card (`--help` lists the options)
+//! - GET CHALLENGE `00 84 00 00 08` (Le 08 or 00): 8 random bytes (or `--challenge`) + 9000,
+//!   another Le: 6C08. The challenge is single-use: ANY command other than an EXTERNAL
+//!   AUTHENTICATE with data clears it, and so do power off, reset and removal (GET RESPONSE
+//!   in T=0 mode is the exception: it only fetches the data).
+//! - EXTERNAL AUTHENTICATE `00 82 P1 P2 08 <3DES-EDE-ECB(admin key, challenge)>`: blocked
+//!   6983, no challenge 6985, data length != 8 6700, P2 != --key-ref 6A88; right: admin
+//!   authenticated, tries back to max, 9000; wrong: tries - 1, 63Cx (6983 at zero). The
+//!   challenge is consumed either way. `00 82 00 P2` without data: 63Cx / 6983 (no change).
+//! - RESET RETRY COUNTER `00 2C 02 80 Lc <new PIN>`: P1 != 02 6A86, P2 != 80 6A88, not
+//!   admin-authenticated 6982, PIN length outside --pin-min..--pin-max-len 6A80; else the PIN
+//!   is set, its tries go back to max, admin authentication is used up, 9000.
+//! - VERIFY `00 20 00 80 [Lc PIN]`: blocked 6983; without data 9000 if verified in this
+//!   session, else 63Cx (with --verify-empty-counts: a failed try); with data right 9000
+//!   (tries back to max), wrong 63Cx / 6983.
+//! - SELECT `00 A4 04 xx Lc AID`: 9000 if AID == --aid, else 6A82.
+//! - GET RESPONSE `00 C0 00 00 Le` (only with --t0): pending bytes, 61xx while more remain.
+//!   With --t0 every response with data is announced as `61xx` first (--t0-chunk N: at most
+//!   N bytes per piece).
+//! - Unknown INS 6D00, CLA != 00 6E00, fewer than 4 bytes or inconsistent Lc 6700.
+//! - Power off / reset / removal drop admin authentication, PIN verification, the challenge
+//!   and pending T=0 data.
+//!
+//! # Faults
+//! `--vanish-after N` (Nth command APDU, 1-based, control bytes not counted) and
+//! `--vanish-on-ins XX` close the connection WITHOUT processing that APDU and exit 0;
+//! `--vanish-after-ins XX` processes it (state updated and saved), then closes without
+//! answering and exits 0; `--respond-ins XX=HEX` answers every APDU with INS XX with exactly
+//! those bytes (possibly none) and changes no state. A vanished APDU is still logged in
+//! `apdus` (and counted) but has no entry in `responses`.
+//!
+//! # State file (`--state FILE`)
+//! If FILE exists at start, the persistent fields are loaded from it (they override the
+//! command line; `--fresh-state` ignores the file): `admin_tries`, `admin_max`, `pin_tries`,
+//! `pin_max`, `pin_hex` (or `pin`), `admin_key`. So a re-inserted card (same FILE) keeps its
+//! counters across process restarts. The file is rewritten atomically (tmp + rename) at start,
+//! after every connection, control event and command APDU (BEFORE the response is sent, so
+//! a host that has its answer can read the state), as pretty JSON:
+//! ```json
+//! { "pid": 1234,                 // this process: tells a fresh file from an old one
+//!   "powered": true,
+//!   "admin_tries": 5, "admin_max": 5, "pin_tries": 3, "pin_max": 3,
+//!   "pin": "12345678",           // lossy UTF-8 of the PIN bytes; "pin_hex" is exact
+//!   "pin_hex": "3132333435363738",
+//!   "admin_key": "000000000000000000000000000000000000000000000000",
+//!   "admin_authenticated": false, "pin_verified": false,
+//!   "challenge": null,           // or the pending challenge as hex
+//!   "apdus": ["0084000008"],     // every command APDU this process received, lowercase hex
+//!   "responses": ["d61143f9ccffd2ca9000"],   // every response sent, lowercase hex
+//!   "ext_auth_with_data": 0,     // EXTERNAL AUTHENTICATE with data received
+//!   "rrc": 0,                    // RESET RETRY COUNTER received
+//!   "atr_requests": 1,           // control 04 received
+//!   "power_ons": 1, "resets": 0, "connections": 1 }
+//! ```
+//! Everything from `apdus` down (and `powered`) is per process and starts empty.
+//!
+//! # Connection
+//! Connecting is retried every 50 ms for --connect-timeout seconds (exit 1 after that). When
+//! vpcd closes the connection the card exits 0, or with --reconnect powers off and connects
+//! again (every 100 ms, forever), keeping its state. SIGTERM/SIGINT just end the process.
+
+#[path = "vcard/apdu.rs"]
+mod apdu;
+#[path = "vcard/card.rs"]
+mod card;
+#[path = "vcard/link.rs"]
+mod link;
+#[path = "vcard/options.rs"]
+mod options;
+#[path = "vcard/state_file.rs"]
+mod state_file;
+
+use std::time::{Duration, Instant};
+
+use card::Card;
+use link::Link;
+use options::{Options, Parsed};
+use state_file::StateFile;
+
+/// How a connection ended.
+enum End {
+    /// vpcd closed it (or it broke): the card was "removed" by the reader side.
+    Closed(String),
+    /// A fault option made the card vanish: exit.
+    Vanish,
+}
+
+struct VCard {
+    card: Card,
+    atr: Vec<u8>,
+    state: Option<StateFile>,
+    save_failed: bool,
+    commands: u64,
+    vanish_after: Option<u64>,
+    vanish_on_ins: Option<u8>,
+    vanish_after_ins: Option<u8>,
+    quiet: bool,
+}
+
+impl VCard {
+    fn save(&mut self) {
+        let Some(state) = &self.state else { return };
+        if let Err(e) = state.save(&self.card) {
+            if !self.save_failed {
+                eprintln!("vcard: cannot write the state file: {e}");
+            }
+            self.save_failed = true;
+        }
+    }
+
+    fn serve(&mut self, link: &mut Link) -> End {
+        loop {
+            let frame = match link.read_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return End::Closed("vpcd closed the connection".into()),
+                Err(e) => return End::Closed(format!("connection broken: {e}")),
+            };
+            let reply = match frame.as_slice() {
+                [] => None,
+                [control] => self.control(*control),
+                apdu => match self.command(apdu) {
+                    Some(response) => Some(response),
+                    None => return End::Vanish,
+                },
+            };
+            if let Some(reply) = reply {
+                if let Err(e) = link.write_frame(&reply) {
+                    return End::Closed(format!("connection broken: {e}"));
+                }
+            }
+        }
+    }
+
+    fn control(&mut self, byte: u8) -> Option<Vec<u8>> {
+        let reply = match byte {
+            0x00 => {
+                self.card.power_off();
+                None
+            }
+            0x01 => {
+                self.card.power_on();
+                None
+            }
+            0x02 => {
+                self.card.reset();
+                None
+            }
+            0x04 => {
+                self.card.atr_requested();
+                Some(self.atr.clone())
+            }
+            other => {
+                eprintln!("vcard: ignoring unknown control byte {other:02x}");
+                None
+            }
+        };
+        if !self.quiet && byte != 0x04 {
+            eprintln!("vcard: control {byte:02x}");
+        }
+        self.save();
+        reply
+    }
+
+    /// The response to send, or None when the card vanishes.
+    fn command(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
+        self.card.receive(apdu);
+        self.commands += 1;
+        let ins = apdu[1];
+        if self.vanish_after == Some(self.commands) || self.vanish_on_ins == Some(ins) {
+            eprintln!("vcard: > {} : vanishing unprocessed", hex::encode(apdu));
+            self.save();
+            return None;
+        }
+        let response = self.card.process(apdu);
+        if self.vanish_after_ins == Some(ins) {
+            eprintln!(
+                "vcard: > {} : processed ({}), vanishing unanswered",
+                hex::encode(apdu),
+                hex::encode(&response)
+            );
+            self.save();
+            return None;
+        }
+        self.card.sent(&response);
+        self.save();
+        if !self.quiet {
+            eprintln!(
+                "vcard: > {} < {}",
+                hex::encode(apdu),
+                hex::encode(&response)
+            );
+        }
+        Some(response)
+    }
+}
+
+fn main() {
+    std::process::exit(run());
+}
+
+fn run() -> i32 {
+    // Started in the background by a script, SIGINT may arrive ignored: take it back so an
+    // interrupted test run does not leave cards behind.
+    // SAFETY: plain signal disposition changes at start, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
+    let opts: Options = match options::parse(std::env::args().skip(1)) {
+        Ok(Parsed::Run(opts)) => *opts,
+        Ok(Parsed::Help) => {
+            println!("{}", options::USAGE);
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("scunblock-vcard: {e}\n\n{}", options::USAGE);
+            return 2;
+        }
+    };
+    let state = opts.state.as_deref().map(StateFile::new);
+    let persistent = match (&state, opts.fresh_state) {
+        (Some(file), false) => match file.load(opts.persistent.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("scunblock-vcard: cannot load the state file: {e}");
+                return 2;
+            }
+        },
+        _ => opts.persistent.clone(),
+    };
+    let mut vcard = VCard {
+        card: Card::new(opts.config.clone(), persistent),
+        atr: opts.atr.clone(),
+        state,
+        save_failed: false,
+        commands: 0,
+        vanish_after: opts.vanish_after,
+        vanish_on_ins: opts.vanish_on_ins,
+        vanish_after_ins: opts.vanish_after_ins,
+        quiet: opts.quiet,
+    };
+    vcard.save();
+
+    let (host, port) = (opts.host.as_str(), opts.port);
+    let mut deadline = Some(Instant::now() + opts.connect_timeout);
+    let mut interval = Duration::from_millis(50);
+    loop {
+        let mut link = match Link::connect(host, port, deadline, interval) {
+            Ok(link) => link,
+            Err(e) => {
+                eprintln!("scunblock-vcard: cannot connect to vpcd at {host}:{port}: {e}");
+                return 1;
+            }
+        };
+        vcard.card.log.connections += 1;
+        vcard.save();
+        eprintln!("vcard: connected to vpcd at {host}:{port} (card inserted)");
+        match vcard.serve(&mut link) {
+            End::Vanish => {
+                link.close();
+                return 0;
+            }
+            End::Closed(why) => {
+                link.close();
+                vcard.card.power_off();
+                vcard.save();
+                eprintln!("vcard: {why}");
+                if !opts.reconnect {
+                    return 0;
+                }
+            }
+        }
+        deadline = None;
+        interval = Duration::from_millis(100);
+    }
+}

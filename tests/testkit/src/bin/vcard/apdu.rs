@@ -146,7 +146,10 @@ mod tests {
         let c = parse("0084000000").unwrap();
         assert_eq!(c.le, Some(256));
         let c = parse("002C0280083132333435363738").unwrap();
-        assert_eq!((c.p1, c.p2, c.data.as_slice(), c.le), (2, 0x80, &b"12345678"[..], None));
+        assert_eq!(
+            (c.p1, c.p2, c.data.as_slice(), c.le),
+            (2, 0x80, &b"12345678"[..], None)
+        );
         let c = parse("00A4040002AABB00").unwrap();
         assert_eq!((c.data.as_slice(), c.le), (&[0xAA, 0xBB][..], Some(256)));
         let c = parse("00840000000008").unwrap();
@@ -157,7 +160,14 @@ mod tests {
 
     #[test]
     fn malformed() {
-        for bad in ["", "00", "008200", "0082000003AABB", "0082000001AABBCC", "00820000000000"] {
+        for bad in [
+            "",
+            "00",
+            "008200",
+            "0082000003AABB",
+            "0082000001AABBCC",
+            "0082000000000000",
+        ] {
             assert_eq!(parse(bad), Err(Malformed), "{bad}");
         }
     }

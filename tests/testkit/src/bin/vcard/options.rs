@@ -1,0 +1,282 @@
+//! Command line of scunblock-vcard (hand-parsed: `--opt VALUE` or `--opt=VALUE`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::card::{AdminKey, Config, Persistent};
+
+/// T=1, historical bytes 80 | 55 "vcard" (category 80, compact-TLV tag 5 = issuer data), TCK.
+pub const DEFAULT_ATR: &str = "3B 87 01 80 55 76 63 61 72 64 31";
+
+pub const USAGE: &str = "\
+usage: scunblock-vcard [OPTIONS]
+A virtual Microsoft Base CSP style smart card for vpcd (vsmartcard).
+
+connection:
+  --host HOST             vpcd host (default 127.0.0.1)
+  --port PORT             vpcd port (default 35963 = slot 0; 35964 = slot 1)
+  --connect-timeout SECS  keep trying to connect this long (default 10)
+  --reconnect             when vpcd closes the connection, reconnect (forever, every 100 ms)
+                          instead of exiting
+card:
+  --atr HEX               (default 3B 87 01 80 55 76 63 61 72 64 31)
+  --admin-key HEX         16 or 24 bytes 3DES key (default 24 zero bytes)
+  --key-ref HEX           EXTERNAL AUTHENTICATE P2 (default 00)
+  --admin-tries N         (default: --admin-max)   --admin-max N (default 5)
+  --pin ASCII             (default 12345678)
+  --pin-tries N           (default: --pin-max)     --pin-max N   (default 3)
+  --pin-min N             shortest PIN RESET RETRY COUNTER accepts (default 4)
+  --pin-max-len N         longest PIN RESET RETRY COUNTER accepts (default 16)
+  --aid HEX               SELECT by this AID answers 9000 (otherwise 6A82)
+  --challenge HEX         fixed 8-byte challenge instead of random ones
+  --t0                    T=0: data only via 61xx + GET RESPONSE
+  --t0-chunk N            announce at most N bytes per 61xx (1..256, default 256)
+  --sw6c                  answer the first GET CHALLENGE with 6C08
+  --verify-empty-counts   an empty VERIFY counts as a failed PIN try
+faults:
+  --vanish-after N        on the Nth command APDU, close the connection unprocessed, exit 0
+  --vanish-on-ins XX      on the first APDU with INS XX, close unprocessed, exit 0
+  --vanish-after-ins XX   process the first APDU with INS XX, then close unanswered, exit 0
+  --respond-ins XX=HEX    answer every APDU with INS XX with exactly HEX (may be empty);
+                          repeatable
+state:
+  --state FILE            load counters/PIN/key from FILE if it exists; rewrite it
+                          (atomically) after every APDU and power event
+  --fresh-state           ignore what FILE holds (start from the options)
+  --quiet                 do not log every APDU on stderr
+  --help";
+
+pub struct Options {
+    pub host: String,
+    pub port: u16,
+    pub connect_timeout: Duration,
+    pub reconnect: bool,
+    pub atr: Vec<u8>,
+    pub config: Config,
+    pub persistent: Persistent,
+    pub vanish_after: Option<u64>,
+    pub vanish_on_ins: Option<u8>,
+    pub vanish_after_ins: Option<u8>,
+    pub state: Option<PathBuf>,
+    pub fresh_state: bool,
+    pub quiet: bool,
+}
+
+pub enum Parsed {
+    Run(Box<Options>),
+    Help,
+}
+
+/// Hex with optional spaces or colons between bytes.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let clean: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    hex::decode(&clean).map_err(|e| format!("bad hex {s:?}: {e}"))
+}
+
+fn parse_byte(s: &str) -> Result<u8, String> {
+    match parse_hex(s)?.as_slice() {
+        [b] => Ok(*b),
+        _ => Err(format!("expected one hex byte, got {s:?}")),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, s: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("{name}: not a number: {s:?}"))
+}
+
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> {
+    let mut host = "127.0.0.1".to_string();
+    let mut port = 35963u16;
+    let mut connect_timeout = 10.0f64;
+    let mut reconnect = false;
+    let mut atr = parse_hex(DEFAULT_ATR)?;
+    let mut config = Config::default();
+    let mut admin_key = vec![0u8; 24];
+    let mut pin = b"12345678".to_vec();
+    let (mut pin_tries, mut pin_max) = (None, 3u32);
+    let (mut admin_tries, mut admin_max) = (None, 5u32);
+    let mut vanish_after = None;
+    let mut vanish_on_ins = None;
+    let mut vanish_after_ins = None;
+    let mut state = None;
+    let mut fresh_state = false;
+    let mut quiet = false;
+
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => args.next().ok_or_else(|| format!("{name} needs a value")),
+            }
+        };
+        match name.as_str() {
+            "--help" | "-h" => return Ok(Parsed::Help),
+            "--host" => host = value()?,
+            "--port" => port = parse_num(&name, &value()?)?,
+            "--connect-timeout" => connect_timeout = parse_num(&name, &value()?)?,
+            "--reconnect" => reconnect = true,
+            "--atr" => atr = parse_hex(&value()?)?,
+            "--admin-key" => admin_key = parse_hex(&value()?)?,
+            "--key-ref" => config.key_ref = parse_byte(&value()?)?,
+            "--admin-tries" => admin_tries = Some(parse_num(&name, &value()?)?),
+            "--admin-max" => admin_max = parse_num(&name, &value()?)?,
+            "--pin" => pin = value()?.into_bytes(),
+            "--pin-tries" => pin_tries = Some(parse_num(&name, &value()?)?),
+            "--pin-max" => pin_max = parse_num(&name, &value()?)?,
+            "--pin-min" => config.pin_min = parse_num(&name, &value()?)?,
+            "--pin-max-len" => config.pin_max_len = parse_num(&name, &value()?)?,
+            "--aid" => config.aid = Some(parse_hex(&value()?)?),
+            "--challenge" => {
+                let c = parse_hex(&value()?)?;
+                config.fixed_challenge = Some(
+                    c.try_into()
+                        .map_err(|_| "--challenge must be 8 bytes".to_string())?,
+                );
+            }
+            "--t0" => config.t0 = true,
+            "--t0-chunk" => {
+                config.t0 = true;
+                config.t0_chunk = parse_num(&name, &value()?)?;
+            }
+            "--sw6c" => config.sw6c = true,
+            "--verify-empty-counts" => config.verify_empty_counts = true,
+            "--vanish-after" => vanish_after = Some(parse_num(&name, &value()?)?),
+            "--vanish-on-ins" => vanish_on_ins = Some(parse_byte(&value()?)?),
+            "--vanish-after-ins" => vanish_after_ins = Some(parse_byte(&value()?)?),
+            "--respond-ins" => {
+                let v = value()?;
+                let (ins, raw) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--respond-ins wants XX=HEX, got {v:?}"))?;
+                config.respond_ins.push((parse_byte(ins)?, parse_hex(raw)?));
+            }
+            "--state" => state = Some(PathBuf::from(value()?)),
+            "--fresh-state" => fresh_state = true,
+            "--quiet" => quiet = true,
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+
+    if !(1..=33).contains(&atr.len()) {
+        return Err(format!("--atr must be 1..33 bytes, got {}", atr.len()));
+    }
+    if !(1..=256).contains(&config.t0_chunk) {
+        return Err("--t0-chunk must be 1..256".into());
+    }
+    if config.pin_min > config.pin_max_len {
+        return Err("--pin-min is larger than --pin-max-len".into());
+    }
+    let admin_tries = admin_tries.unwrap_or(admin_max);
+    let pin_tries = pin_tries.unwrap_or(pin_max);
+    if admin_tries > admin_max {
+        return Err(format!(
+            "--admin-tries {admin_tries} > --admin-max {admin_max}"
+        ));
+    }
+    if pin_tries > pin_max {
+        return Err(format!("--pin-tries {pin_tries} > --pin-max {pin_max}"));
+    }
+    if connect_timeout.is_nan() || connect_timeout < 0.0 {
+        return Err("--connect-timeout must be >= 0".into());
+    }
+    Ok(Parsed::Run(Box::new(Options {
+        host,
+        port,
+        connect_timeout: Duration::from_secs_f64(connect_timeout.min(1e9)),
+        reconnect,
+        atr,
+        config,
+        persistent: Persistent {
+            admin_key: AdminKey::new(admin_key).map_err(|e| format!("--admin-key: {e}"))?,
+            admin_tries,
+            admin_max,
+            pin,
+            pin_tries,
+            pin_max,
+        },
+        vanish_after,
+        vanish_on_ins,
+        vanish_after_ins,
+        state,
+        fresh_state,
+        quiet,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, String> {
+        match parse(args.iter().map(|s| s.to_string()))? {
+            Parsed::Run(o) => Ok(*o),
+            Parsed::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn default_atr_has_a_valid_tck() {
+        let atr = run(&[]).unwrap().atr;
+        assert_eq!(atr[0], 0x3B);
+        // TD1 names T=1, so TCK is present and T0..TCK XOR to zero.
+        assert_eq!(atr[1] & 0x0F, (atr.len() - 4) as u8);
+        assert_eq!(atr[2], 0x01);
+        assert_eq!(atr[1..].iter().fold(0, |a, b| a ^ b), 0);
+    }
+
+    #[test]
+    fn options() {
+        let o = run(&[
+            "--port=35966",
+            "--admin-key",
+            "00112233445566778899aabbccddeeff",
+            "--pin-max",
+            "5",
+            "--respond-ins",
+            "84=6A82",
+            "--respond-ins",
+            "CA=",
+            "--t0-chunk",
+            "4",
+            "--key-ref",
+            "80",
+        ])
+        .unwrap();
+        assert_eq!(o.port, 35966);
+        assert_eq!(o.persistent.admin_key.bytes().len(), 16);
+        assert_eq!((o.persistent.pin_tries, o.persistent.pin_max), (5, 5));
+        assert_eq!(o.persistent.admin_tries, 5);
+        assert_eq!(
+            o.config.respond_ins,
+            vec![(0x84, vec![0x6A, 0x82]), (0xCA, vec![])]
+        );
+        assert!(o.config.t0);
+        assert_eq!(o.config.t0_chunk, 4);
+        assert_eq!(o.config.key_ref, 0x80);
+    }
+
+    #[test]
+    fn bad_options() {
+        for bad in [
+            &["--admin-key", "0011"][..],
+            &["--pin-tries", "4"],
+            &["--port"],
+            &["--bogus"],
+            &["--challenge", "0102"],
+            &["--t0-chunk", "0"],
+            &["--vanish-on-ins", "8282"],
+            &["--respond-ins", "84"],
+        ] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The --state FILE: load the persistent fields at start, write everything after each event.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::card::{AdminKey, Card, Persistent};
+
+pub struct StateFile {
+    path: PathBuf,
+    tmp: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(path: &Path) -> StateFile {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp{}", std::process::id()));
+        StateFile {
+            path: path.to_path_buf(),
+            tmp: PathBuf::from(tmp),
+        }
+    }
+
+    /// The persistent fields of an existing file, applied over `defaults`.
+    /// A missing file gives `defaults`; an unreadable or corrupt one is an error.
+    pub fn load(&self, defaults: Persistent) -> Result<Persistent, String> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(defaults),
+            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+        };
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        persistent_from_json(&v, defaults).map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Atomically replaces the file (write a temporary file, then rename).
+    pub fn save(&self, card: &Card) -> std::io::Result<()> {
+        let mut text = serde_json::to_string_pretty(&to_json(card)).expect("JSON of plain values");
+        text.push('\n');
+        let mut f = fs::File::create(&self.tmp)?;
+        f.write_all(text.as_bytes())?;
+        drop(f);
+        fs::rename(&self.tmp, &self.path)
+    }
+}
+
+pub fn to_json(card: &Card) -> Value {
+    let p = &card.persistent;
+    let s = &card.session;
+    let l = &card.log;
+    let hexes = |v: &Vec<Vec<u8>>| v.iter().map(hex::encode).collect::<Vec<_>>();
+    json!({
+        "pid": std::process::id(),
+        "powered": l.powered,
+        "admin_tries": p.admin_tries,
+        "admin_max": p.admin_max,
+        "pin_tries": p.pin_tries,
+        "pin_max": p.pin_max,
+        "pin": String::from_utf8_lossy(&p.pin),
+        "pin_hex": hex::encode(&p.pin),
+        "admin_key": hex::encode(p.admin_key.bytes()),
+        "admin_authenticated": s.admin_authenticated,
+        "pin_verified": s.pin_verified,
+        "challenge": s.challenge.map(hex::encode),
+        "apdus": hexes(&l.apdus),
+        "responses": hexes(&l.responses),
+        "ext_auth_with_data": l.ext_auth_with_data,
+        "rrc": l.rrc,
+        "atr_requests": l.atr_requests,
+        "power_ons": l.power_ons,
+        "resets": l.resets,
+        "connections": l.connections,
+    })
+}
+
+fn persistent_from_json(v: &Value, mut p: Persistent) -> Result<Persistent, String> {
+    let count = |name: &str| -> Result<Option<u32>, String> {
+        match v.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => x
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| format!("{name}: not a count: {x}")),
+        }
+    };
+    let hex_field = |name: &str| -> Result<Option<Vec<u8>>, String> {
+        match v.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => hex::decode(s).map(Some).map_err(|e| format!("{name}: {e}")),
+            Some(x) => Err(format!("{name}: not a hex string: {x}")),
+        }
+    };
+    if let Some(n) = count("admin_tries")? {
+        p.admin_tries = n;
+    }
+    if let Some(n) = count("admin_max")? {
+        p.admin_max = n;
+    }
+    if let Some(n) = count("pin_tries")? {
+        p.pin_tries = n;
+    }
+    if let Some(n) = count("pin_max")? {
+        p.pin_max = n;
+    }
+    if let Some(pin) = hex_field("pin_hex")? {
+        p.pin = pin;
+    } else if let Some(pin) = v.get("pin").and_then(Value::as_str) {
+        p.pin = pin.as_bytes().to_vec();
+    }
+    if let Some(key) = hex_field("admin_key")? {
+        p.admin_key = AdminKey::new(key)?;
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::card::Config;
+    use super::*;
+
+    fn persistent() -> Persistent {
+        Persistent {
+            admin_key: AdminKey::new(vec![0; 24]).unwrap(),
+            admin_tries: 5,
+            admin_max: 5,
+            pin: b"12345678".to_vec(),
+            pin_tries: 3,
+            pin_max: 3,
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_persistent_fields_only() {
+        let dir = std::env::temp_dir().join(format!("vcard-state-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("card.json");
+        let file = StateFile::new(&path);
+
+        let mut card = Card::new(Config::default(), persistent());
+        card.persistent.admin_tries = 2;
+        card.persistent.pin_tries = 0;
+        card.persistent.pin = b"9999".to_vec();
+        card.persistent.admin_key = AdminKey::new(vec![0x11; 16]).unwrap();
+        card.transmit(&[0x00, 0x84, 0x00, 0x00, 0x08]);
+        file.save(&card).unwrap();
+
+        let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v["apdus"][0], "0084000008");
+        assert_eq!(v["pin"], "9999");
+        assert_eq!(v["pin_tries"], 0);
+
+        let loaded = file.load(persistent()).unwrap();
+        assert_eq!(
+            (loaded.admin_tries, loaded.pin_tries, loaded.pin.as_slice()),
+            (2, 0, &b"9999"[..])
+        );
+        assert_eq!(loaded.admin_key.bytes(), &[0x11; 16]);
+
+        fs::write(&path, "{\"pin_tries\": 1}").unwrap();
+        let loaded = file.load(persistent()).unwrap();
+        assert_eq!((loaded.pin_tries, loaded.admin_tries), (1, 5));
+
+        fs::write(&path, "not json").unwrap();
+        assert!(file.load(persistent()).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(file.load(persistent()).unwrap().pin_tries, 3);
+    }
+}
