@@ -72,12 +72,20 @@ pub enum RequestStatus {
 }
 
 impl RequestStatus {
-    /// From CM's `Status` field: a name, or a number (3 = Approved and
-    /// 8 = Completed are the values the CM docs' examples show).
+    /// From CM's `Status` field: a name, or a number. The CM docs' examples
+    /// show 3 = Approved and 8 = Completed; the other numbers follow the SDK's
+    /// RequestStatus order (None 0, Pending 1, Denied 2, Approved 3,
+    /// Executing 4, Failed 5, Canceled 6, Abandoned 7, Completed 8).
     pub fn from_json(v: &Value) -> RequestStatus {
         let name = match v {
             Value::Number(n) => match n.as_u64() {
+                Some(1) => "pending".to_string(),
+                Some(2) => "denied".to_string(),
                 Some(3) => "approved".to_string(),
+                Some(4) => "executing".to_string(),
+                Some(5) => "failed".to_string(),
+                Some(6) => "canceled".to_string(),
+                Some(7) => "abandoned".to_string(),
                 Some(8) => "completed".to_string(),
                 _ => return RequestStatus::Other(n.to_string()),
             },
@@ -90,7 +98,7 @@ impl RequestStatus {
             "executing" => RequestStatus::Executing,
             "pending" => RequestStatus::Pending,
             "denied" => RequestStatus::Denied,
-            "canceled" | "cancelled" => RequestStatus::Canceled,
+            "canceled" | "cancelled" | "abandoned" => RequestStatus::Canceled,
             "failed" => RequestStatus::Failed,
             _ => RequestStatus::Other(name),
         }
@@ -204,29 +212,7 @@ impl CmClient {
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> reqwest::Url {
-        let mut url = self.base.clone();
-        {
-            let mut segs = url.path_segments_mut().expect("http(s) URL has a path");
-            segs.pop_if_empty();
-            for s in API_ROOT.split('/').chain(path.split('/')) {
-                if !s.is_empty() {
-                    segs.push(s);
-                }
-            }
-        }
-        if !query.is_empty() {
-            let q: Vec<String> = query
-                .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{k}={}",
-                        url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
-                    )
-                })
-                .collect();
-            url.set_query(Some(&q.join("&")));
-        }
-        url
+        api_url(&self.base, path, query)
     }
 
     /// Send one request, signing in as configured. A 401 with
@@ -451,6 +437,31 @@ impl CmClient {
     }
 }
 
+/// `base` + /CertificateManagement/api/v1.0/ + `path`, with the query values
+/// percent-encoded ('+', '/' and '=' of base64 included).
+pub fn api_url(base: &reqwest::Url, path: &str, query: &[(&str, &str)]) -> reqwest::Url {
+    let mut url = base.clone();
+    if let Ok(mut segs) = url.path_segments_mut() {
+        segs.pop_if_empty();
+        for s in API_ROOT.split('/').chain(path.split('/')) {
+            if !s.is_empty() {
+                segs.push(s);
+            }
+        }
+    }
+    if !query.is_empty() {
+        let q: Vec<String> = query
+            .iter()
+            .map(|(k, v)| {
+                let enc: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+                format!("{k}={enc}")
+            })
+            .collect();
+        url.set_query(Some(&q.join("&")));
+    }
+    url
+}
+
 /// The 200 body of authenticationresponse: a JSON string of base64 that
 /// decodes to exactly `want` bytes.
 pub fn decode_response(v: &Value, want: usize) -> Result<Vec<u8>, Error> {
@@ -597,14 +608,8 @@ mod tests {
     #[test]
     fn builds_the_docs_example_query() {
         let base = parse_base_url("https://cm.contoso.com", false).unwrap();
-        let client = CmClient {
-            http: Client::new(),
-            base,
-            auth: RefCell::new(AuthState::None),
-            calls: Cell::new(0),
-            timeout: Duration::from_secs(1),
-        };
-        let url = client.url(
+        let url = api_url(
+            &base,
             "requests/a9b4b42c-cc50-4c9b-89d1-bbc0bcd5a099/smartcards/17cf063d-e337-4aa9-a822-346554ddd3c9/authenticationresponse",
             &[
                 ("cardid", "bc88f13f-83ba-4037-8262-46eba1291c6e"),

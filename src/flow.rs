@@ -213,7 +213,6 @@ fn unblock<S: Session>(
         out.challenge_sent = true;
         applet.external_authenticate(&mut ch, &cryptogram)?;
         out.admin_authenticated = true;
-        out.admin_tries = Tries::Unknown;
         log::verbose("admin authentication succeeded");
         let Some(pin) = new_pin.filter(|_| opts.mode == Mode::Unblock) else {
             return Ok(());
@@ -345,7 +344,7 @@ mod tests {
         )
         .unwrap();
         assert!(s.transport.done());
-        assert_eq!(out.admin_tries, Tries::Unknown);
+        assert_eq!(out.admin_tries, Tries::Left(5));
         assert_eq!(out.pin_tries_before, Tries::Blocked);
         assert!(out.admin_authenticated && out.pin_reset);
         assert_eq!(out.pin_tries_after, Tries::Left(3));

@@ -326,7 +326,28 @@ impl Transport for PcscTransport<'_, '_> {
             .map_err(|e| transmit_error(e, true))?
             .len();
         buf.truncate(n);
+        if n < 2 {
+            // No status word: a card pulled mid-command can look like this
+            // (vpcd answers an empty APDU). Ask PC/SC whether it is still there.
+            check_still_present(self.tx)?;
+        }
         Ok(buf)
+    }
+}
+
+/// After an answer without a status word: the card may have gone. PC/SC may
+/// take one polling period to notice, so look for up to a second.
+fn check_still_present(card: &pcsc::Card) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match card.status2_owned() {
+            Err(e) => return Err(transmit_error(e, true)),
+            Ok(s) if !s.status().contains(pcsc::Status::PRESENT) => {
+                return Err(transmit_error(pcsc::Error::RemovedCard, true))
+            }
+            Ok(_) if Instant::now() >= deadline => return Ok(()),
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
 }
 

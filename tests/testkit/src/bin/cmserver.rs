@@ -1,1 +1,205 @@
-fn main(){}
+//! scunblock-cmserver: a MIM CM REST API test server on loopback.
+//!
+//! It serves the part of /CertificateManagement/api/v1.0 that an unblock needs (smart card
+//! lookup, operations, Unblock requests and their status, the Base CSP authentication
+//! response) with the answers of a real CM as far as the public docs describe them, plus fault
+//! injection, a JSON-lines request log, TLS (optionally mutual), and bearer / Negotiate gates.
+//! `--help` lists the options. Layout: `cli` (options), `http` (HTTP/1.1 + keep-alive),
+//! `tls`, `routes` (paths and queries), `api` (handlers), `state` (cards and requests),
+//! `keys` (key store and 3DES), `faults`, `log`, `util`.
+
+#[path = "cmserver/api.rs"]
+mod api;
+#[path = "cmserver/cli.rs"]
+mod cli;
+#[path = "cmserver/faults.rs"]
+mod faults;
+#[path = "cmserver/http.rs"]
+mod http;
+#[path = "cmserver/keys.rs"]
+mod keys;
+#[path = "cmserver/log.rs"]
+mod log;
+#[path = "cmserver/negotiate.rs"]
+mod negotiate;
+#[path = "cmserver/routes.rs"]
+mod routes;
+#[path = "cmserver/state.rs"]
+mod state;
+#[path = "cmserver/tls.rs"]
+mod tls;
+#[path = "cmserver/util.rs"]
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Connections served at once; more are closed at accept (a test server, not a product).
+const MAX_CONNECTIONS: usize = 512;
+
+/// Write a diagnostic to stderr, never panicking if stderr is gone.
+fn note(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "scunblock-cmserver: {msg}");
+}
+
+/// Block SIGTERM/SIGINT/SIGHUP in every thread (threads inherit the mask) and wait for them
+/// in one thread, which then exits the process with status 0. No async-signal-safety
+/// concerns: the signal is taken synchronously with sigwait.
+fn exit_on_signals() {
+    // SAFETY: plain libc calls on a local, zero-initialized sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::spawn(move || {
+            let mut sig: libc::c_int = 0;
+            loop {
+                if libc::sigwait(&set, &mut sig) == 0 {
+                    std::process::exit(0);
+                }
+            }
+        });
+    }
+}
+
+fn main() -> ExitCode {
+    let config = match cli::parse(std::env::args().skip(1)) {
+        Ok(cli::Parsed::Run(c)) => *c,
+        Ok(cli::Parsed::Help) => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            note(&e);
+            return ExitCode::from(2);
+        }
+    };
+    // Before any other thread exists, so that all of them inherit the blocked mask.
+    exit_on_signals();
+
+    let tls = match &config.tls {
+        None => None,
+        Some(t) => match tls::server_config(&t.cert, &t.key, t.client_ca.as_deref()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                note(&format!("TLS: {e}"));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let negotiate = match &config.auth.negotiate {
+        None => None,
+        Some(o) => match negotiate::Gate::new(o, config.tls.as_ref().map(|t| t.cert.as_path())) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                note(&format!("Negotiate: {e}"));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let log = match log::RequestLog::open(config.log.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            note(&format!("--log: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(&config.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            note(&format!("cannot listen on {}: {e}", config.listen));
+            return ExitCode::from(2);
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            note(&format!("local address: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(p) = &config.port_file {
+        // Written to a temporary name and renamed: a reader never sees half a number.
+        let tmp = p.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, format!("{}\n", addr.port()))
+            .and_then(|_| std::fs::rename(&tmp, p))
+        {
+            note(&format!("--port-file {}: {e}", p.display()));
+            return ExitCode::from(2);
+        }
+    }
+
+    let app = Arc::new(api::App {
+        state: Mutex::new(config.state),
+        keys: config.keys,
+        faults: config.faults,
+        auth: config.auth,
+        negotiate,
+        lenient: config.lenient,
+        log,
+        scheme,
+    });
+
+    {
+        let mut out = std::io::stdout().lock();
+        // SocketAddr's Display brackets IPv6 addresses, as a URL needs.
+        let _ = writeln!(out, "listening on {scheme}://{addr}");
+        let _ = out.flush();
+    }
+
+    if config.exit_on_stdin_eof {
+        std::thread::spawn(|| {
+            let mut sink = [0u8; 256];
+            let mut stdin = std::io::stdin().lock();
+            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+            std::process::exit(0);
+        });
+    }
+
+    let next_id = AtomicU64::new(1);
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let tcp = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                note(&format!("accept: {e}"));
+                // EMFILE and the like: do not spin.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+        };
+        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            note("too many connections; closing a new one");
+            continue;
+        }
+        let id = next_id.fetch_add(1, Ordering::SeqCst);
+        let app = Arc::clone(&app);
+        let tls = tls.clone();
+        let active_here = Arc::clone(&active);
+        active.fetch_add(1, Ordering::SeqCst);
+        let spawned = std::thread::Builder::new()
+            .name(format!("conn-{id}"))
+            .spawn(move || {
+                if let Err(e) = http::serve_connection(tcp, id, tls, app.as_ref()) {
+                    // Handshake failures and resets end up here: worth a line when debugging
+                    // TLS, harmless otherwise.
+                    if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                        note(&format!("connection {id}: {e}"));
+                    }
+                }
+                active_here.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            active.fetch_sub(1, Ordering::SeqCst);
+            note(&format!("cannot start a connection thread: {e}"));
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -25,6 +25,8 @@ pub struct App {
     pub keys: KeyStore,
     pub faults: Faults,
     pub auth: AuthGate,
+    /// `--negotiate-keytab`: the Negotiate gate (per connection, before everything else).
+    pub negotiate: Option<crate::negotiate::Gate>,
     /// Unknown cards, smart cards and requests are accepted instead of 404.
     pub lenient: bool,
     pub log: RequestLog,
@@ -37,6 +39,22 @@ type Info = Map<String, Value>;
 impl Service for App {
     fn handle(&self, req: &Request, conn: &ConnMeta, conn_seq: u64) -> Response {
         let mut info = Info::new();
+        let mut final_token = None;
+        if let Some(gate) = &self.negotiate {
+            match gate.check(req, conn, &mut info) {
+                crate::negotiate::Verdict::Pass(token) => final_token = token,
+                crate::negotiate::Verdict::Deny(response) => {
+                    let endpoint = match match_path(&req.path) {
+                        PathMatch::Route(r) => r.endpoint(&req.method).ok(),
+                        _ => None,
+                    };
+                    let (status, route) = (response.status, endpoint.map(Endpoint::name));
+                    self.log
+                        .request(req, conn, conn_seq, status, route, Value::Object(info));
+                    return response;
+                }
+            }
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| self.dispatch(req, &mut info)));
         let (response, endpoint) = match outcome {
             Ok(r) => r,
@@ -50,6 +68,10 @@ impl Service for App {
                 (r, None)
             }
         };
+        let mut response = response;
+        if let Some(token) = final_token {
+            response = response.header("WWW-Authenticate", &token);
+        }
         self.log.request(
             req,
             conn,
@@ -93,7 +115,12 @@ fn guid_param(name: &str, value: &str) -> Result<(), ApiError> {
 /// The JSON body of a POST/PUT: Web API answers 415 without a JSON media type.
 fn json_body(req: &Request) -> Result<Value, ApiError> {
     let ct = req.header("content-type").unwrap_or("");
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if !(media == "application/json" || media == "text/json" || media.ends_with("+json")) {
         let shown = if media.is_empty() {
             "application/octet-stream".to_string()
@@ -102,7 +129,9 @@ fn json_body(req: &Request) -> Result<Value, ApiError> {
         };
         return Err(ApiError::new(
             415,
-            format!("The request entity's media type '{shown}' is not supported for this resource."),
+            format!(
+                "The request entity's media type '{shown}' is not supported for this resource."
+            ),
         ));
     }
     serde_json::from_slice(&req.body)
@@ -132,7 +161,11 @@ impl App {
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                 .map(|(_, t)| t.trim());
             if given != Some(token.as_str()) {
-                let why = if given.is_some() { "bearer-wrong" } else { "bearer-missing" };
+                let why = if given.is_some() {
+                    "bearer-wrong"
+                } else {
+                    "bearer-missing"
+                };
                 info.insert("auth".into(), json!(why));
                 return Some(
                     Response::json(
@@ -269,7 +302,10 @@ impl App {
             info.insert("atr".into(), json!(atr));
         }
         let challenge = B64.decode(text).map_err(|_| {
-            ApiError::new(400, format!("The challenge '{text}' is not a valid base64 string."))
+            ApiError::new(
+                400,
+                format!("The challenge '{text}' is not a valid base64 string."),
+            )
         })?;
         let challenge: [u8; 8] = challenge.try_into().map_err(|v: Vec<u8>| {
             ApiError::new(

@@ -57,6 +57,12 @@ Faults:
 Authentication:
   --require-bearer TOKEN      401 (WWW-Authenticate: Bearer) without `Authorization: Bearer TOKEN`
   --always-401                answer everything 401 with WWW-Authenticate: Negotiate
+  --negotiate-keytab KT       require Negotiate (SPNEGO/Kerberos), verified with the service
+                              keys in KT, per connection as IIS does (replay cache next to KT)
+  --negotiate-spn SVC/HOST    accept only tickets for this service principal
+  --negotiate-channel-binding require|wrong
+                              check tls-server-end-point bindings of --tls-cert (require), or
+                              expect those of another certificate (wrong: every sign-in fails)
 ";
 
 #[derive(Debug, Clone)]
@@ -70,6 +76,8 @@ pub struct TlsFiles {
 pub struct AuthGate {
     pub always_401: bool,
     pub bearer: Option<String>,
+    /// `--negotiate-keytab` and friends (see negotiate.rs).
+    pub negotiate: Option<crate::negotiate::Options>,
 }
 
 #[derive(Debug)]
@@ -120,6 +128,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut exit_on_stdin_eof = false;
     let mut lenient = false;
     let mut auth = AuthGate::default();
+    let (mut negotiate_keytab, mut negotiate_spn, mut negotiate_cb) = (None, None, None);
     let mut keys = KeyStore::default();
     let mut faults = Faults::default();
     let mut flow = Flow::default();
@@ -217,10 +226,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             }
             "--fail-authresponse" => {
                 let code = Faults::parse_code(&value()?)?;
-                faults.fail.push((
-                    Target::One(crate::routes::Endpoint::AuthResponse),
-                    code,
-                ));
+                faults
+                    .fail
+                    .push((Target::One(crate::routes::Endpoint::AuthResponse), code));
             }
             "--fail-times" => {
                 let v = value()?;
@@ -256,9 +264,28 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 flag(&inline)?;
                 auth.always_401 = true
             }
+            "--negotiate-keytab" => negotiate_keytab = Some(PathBuf::from(value()?)),
+            "--negotiate-spn" => negotiate_spn = Some(value()?),
+            "--negotiate-channel-binding" => {
+                negotiate_cb = Some(crate::negotiate::ChannelBinding::parse(&value()?)?)
+            }
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }
+
+    auth.negotiate = match (negotiate_keytab, negotiate_spn, negotiate_cb) {
+        (None, None, None) => None,
+        (Some(keytab), spn, channel_binding) => Some(crate::negotiate::Options {
+            keytab,
+            spn,
+            channel_binding,
+        }),
+        _ => {
+            return Err(
+                "--negotiate-spn/--negotiate-channel-binding need --negotiate-keytab".into(),
+            )
+        }
+    };
 
     let tls = match (cert, key, client_ca) {
         (None, None, None) => None,
@@ -267,7 +294,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             key,
             client_ca,
         }),
-        _ => return Err("--tls-cert and --tls-key go together (and --client-ca needs them)".into()),
+        _ => {
+            return Err("--tls-cert and --tls-key go together (and --client-ca needs them)".into())
+        }
     };
 
     let mut state = State::new(flow, default_ops);
@@ -357,9 +386,6 @@ mod tests {
         assert!(run(&["--deny=yes"]).is_err());
         assert!(run(&["--operations", "11111111-2222-3333-4444-555555555555=x"]).is_err());
         assert!(run(&["--smartcard", "notaguid=x"]).is_err());
-        assert!(matches!(
-            parse(["--help".to_string()]),
-            Ok(Parsed::Help)
-        ));
+        assert!(matches!(parse(["--help".to_string()]), Ok(Parsed::Help)));
     }
 }

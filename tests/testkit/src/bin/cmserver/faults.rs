@@ -51,7 +51,10 @@ impl Target {
         }
         Endpoint::from_name(s).map(Target::One).ok_or_else(|| {
             let names: Vec<&str> = Endpoint::ALL.iter().map(|e| e.name()).collect();
-            format!("unknown endpoint {s:?}: expected all or one of {}", names.join(", "))
+            format!(
+                "unknown endpoint {s:?}: expected all or one of {}",
+                names.join(", ")
+            )
         })
     }
 
@@ -198,8 +201,14 @@ fn failure_response(code: u16, request_uri: &str, info: &mut Value) -> Response 
         ),
         404 => no_resource(request_uri),
         500 => internal_error(info),
-        503 => Response::html(503, "<html><body><h1>Service Unavailable</h1></body></html>"),
-        c => Response::json(c, &json!({"Message": format!("Injected failure (HTTP {c}).")})),
+        503 => Response::html(
+            503,
+            "<html><body><h1>Service Unavailable</h1></body></html>",
+        ),
+        c => Response::json(
+            c,
+            &json!({"Message": format!("Injected failure (HTTP {c}).")}),
+        ),
     }
 }
 
@@ -222,7 +231,13 @@ mod tests {
         let body: Value = serde_json::from_slice(&a.response.body).unwrap();
         let id = a.info["correlation_id"].as_str().unwrap();
         assert!(body["Message"].as_str().unwrap().ends_with(id));
-        assert_eq!(f.injected(Endpoint::Smartcards, "u").unwrap().response.status, 503);
+        assert_eq!(
+            f.injected(Endpoint::Smartcards, "u")
+                .unwrap()
+                .response
+                .status,
+            503
+        );
         assert!(f.injected(Endpoint::AuthResponse, "u").is_none());
     }
 

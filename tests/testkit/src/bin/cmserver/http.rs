@@ -260,18 +260,20 @@ pub fn serve_connection(
                 conn_seq += 1;
                 let keep = req.keep_alive();
                 let response = service.handle(&req, &meta, conn_seq);
-                write_response(
-                    reader.get_mut(),
-                    &response,
-                    req.method == "HEAD",
-                    keep,
-                    req.version,
-                )?;
+                let head = req.method == "HEAD";
+                if let Err(e) = write_response(reader.get_mut(), &response, head, keep, req.version)
+                {
+                    // A client that gave up (a timeout test) is not a server problem.
+                    return if benign(&e) { Ok(()) } else { Err(e) };
+                }
                 if !keep {
                     break;
                 }
             }
-            Err(ReadError::Io(_)) => break,
+            Err(ReadError::Io(e)) => {
+                close(reader.into_inner());
+                return if benign(&e) { Ok(()) } else { Err(e) };
+            }
             Err(ReadError::Bad(rejected)) => {
                 conn_seq += 1;
                 let response = Response::html(
@@ -292,6 +294,15 @@ pub fn serve_connection(
     }
     close(reader.into_inner());
     Ok(())
+}
+
+/// Errors that just mean the client went away or idled out.
+fn benign(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | WouldBlock | TimedOut | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
 }
 
 fn html_escape(s: &str) -> String {
@@ -355,7 +366,7 @@ fn bad(status: u16, reason: &str, method: Option<&str>, target: Option<&str>) ->
 enum Line {
     Eof,
     TooLong,
-    Line(Vec<u8>),
+    Text(Vec<u8>),
 }
 
 /// Read one line (up to and without the CRLF), never buffering more than `max` bytes.
@@ -385,7 +396,7 @@ fn read_line<R: BufRead>(reader: &mut R, max: usize) -> io::Result<Line> {
     if buf.len() > max {
         return Ok(Line::TooLong);
     }
-    Ok(Line::Line(buf))
+    Ok(Line::Text(buf))
 }
 
 /// Read and parse one request. `Ok(None)`: the client closed the connection between requests.
@@ -396,8 +407,8 @@ pub fn read_request(reader: &mut BufReader<Stream>) -> Result<Option<Request>, R
         match read_line(reader, MAX_REQUEST_LINE)? {
             Line::Eof => return Ok(None),
             Line::TooLong => return Err(bad(414, "request line too long", None, None)),
-            Line::Line(l) if l.is_empty() => continue,
-            Line::Line(l) => {
+            Line::Text(l) if l.is_empty() => continue,
+            Line::Text(l) => {
                 line = l;
                 break;
             }
@@ -408,8 +419,7 @@ pub fn read_request(reader: &mut BufReader<Stream>) -> Result<Option<Request>, R
     }
     let line = String::from_utf8_lossy(&line).into_owned();
     let mut parts = line.split(' ');
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next())
-    {
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(m), Some(t), Some(v), None) if !m.is_empty() && !t.is_empty() => (m, t, v),
         _ => return Err(bad(400, "malformed request line", None, None)),
     };
@@ -420,9 +430,21 @@ pub fn read_request(reader: &mut BufReader<Stream>) -> Result<Option<Request>, R
         "HTTP/1.1" => (1, 1),
         "HTTP/1.0" => (1, 0),
         v if v.starts_with("HTTP/") => {
-            return Err(bad(505, "HTTP version not supported", Some(method), Some(target)))
+            return Err(bad(
+                505,
+                "HTTP version not supported",
+                Some(method),
+                Some(target),
+            ))
         }
-        _ => return Err(bad(400, "malformed HTTP version", Some(method), Some(target))),
+        _ => {
+            return Err(bad(
+                400,
+                "malformed HTTP version",
+                Some(method),
+                Some(target),
+            ))
+        }
     };
     // Origin form; an absolute form (as sent to proxies) is reduced to its path.
     let origin = if let Some(rest) = target
@@ -437,7 +459,12 @@ pub fn read_request(reader: &mut BufReader<Stream>) -> Result<Option<Request>, R
         target
     };
     if !origin.starts_with('/') {
-        return Err(bad(400, "malformed request target", Some(method), Some(target)));
+        return Err(bad(
+            400,
+            "malformed request target",
+            Some(method),
+            Some(target),
+        ));
     }
     let (path, query) = match origin.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -459,14 +486,19 @@ pub fn read_request(reader: &mut BufReader<Stream>) -> Result<Option<Request>, R
             Line::TooLong => {
                 return Err(bad(431, "header line too long", Some(method), Some(target)))
             }
-            Line::Line(l) => l,
+            Line::Text(l) => l,
         };
         if l.is_empty() {
             break;
         }
         header_bytes += l.len();
         if header_bytes > MAX_HEADER_BYTES || headers.len() >= MAX_HEADERS {
-            return Err(bad(431, "too many header bytes", Some(method), Some(target)));
+            return Err(bad(
+                431,
+                "too many header bytes",
+                Some(method),
+                Some(target),
+            ));
         }
         if l[0] == b' ' || l[0] == b'\t' {
             return Err(bad(
@@ -478,11 +510,24 @@ pub fn read_request(reader: &mut BufReader<Stream>) -> Result<Option<Request>, R
         }
         let l = String::from_utf8_lossy(&l);
         let Some((name, value)) = l.split_once(':') else {
-            return Err(bad(400, "malformed header line", Some(method), Some(target)));
+            return Err(bad(
+                400,
+                "malformed header line",
+                Some(method),
+                Some(target),
+            ));
         };
-        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        if name.is_empty()
+            || name
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         {
-            return Err(bad(400, "malformed header name", Some(method), Some(target)));
+            return Err(bad(
+                400,
+                "malformed header name",
+                Some(method),
+                Some(target),
+            ));
         }
         headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
     }
@@ -556,7 +601,7 @@ fn read_chunked(
     let mut body = Vec::new();
     loop {
         let line = match read_line(reader, 1024)? {
-            Line::Line(l) => l,
+            Line::Text(l) => l,
             Line::TooLong => return Err(bad(400, "chunk size line too long", m, t)),
             Line::Eof => {
                 return Err(ReadError::Io(io::Error::new(
@@ -574,8 +619,8 @@ fn read_chunked(
             // Trailers, up to the empty line.
             loop {
                 match read_line(reader, MAX_HEADER_LINE)? {
-                    Line::Line(l) if l.is_empty() => return Ok(body),
-                    Line::Line(_) => continue,
+                    Line::Text(l) if l.is_empty() => return Ok(body),
+                    Line::Text(_) => continue,
                     Line::TooLong => return Err(bad(431, "trailer too long", m, t)),
                     Line::Eof => return Ok(body),
                 }

@@ -47,13 +47,6 @@ impl AdminKey {
         }
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            AdminKey::Tdes3(k) => k,
-            AdminKey::Tdes2(k) => k,
-        }
-    }
-
     /// The key in 24-byte form (a 2-key key is K1 K2 K1).
     pub fn to_24(self) -> [u8; 24] {
         match self {
@@ -158,10 +151,6 @@ impl KeyStore {
         self.diversified.insert(normalize_id(card_id), key);
     }
 
-    pub fn is_diversified(&self, card_id: &str) -> bool {
-        self.diversified.contains_key(&normalize_id(card_id))
-    }
-
     /// The card's base (not diversified) key.
     pub fn base_key(&self, card_id: &str) -> (AdminKey, KeySource) {
         match self.cards.get(&normalize_id(card_id)) {
@@ -249,7 +238,6 @@ mod tests {
             s.lookup("AAAAAAAA-0000-0000-0000-000000000002", true),
             (d, KeySource::Diversified)
         );
-        assert!(s.is_diversified("aaaaaaaa-0000-0000-0000-000000000002"));
     }
 
     #[test]

@@ -181,16 +181,14 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' if plus_as_space => out.push(b' '),
             c => out.push(c),
         }
@@ -309,14 +307,20 @@ mod tests {
         assert_eq!(m("/profiletemplates"), PathMatch::NoRoute);
         assert_eq!(m(""), PathMatch::NoRoute);
         assert_eq!(match_path("/"), PathMatch::OutsideApi);
-        assert_eq!(match_path("/CertificateManagement/api"), PathMatch::OutsideApi);
+        assert_eq!(
+            match_path("/CertificateManagement/api"),
+            PathMatch::OutsideApi
+        );
         assert_eq!(match_path("/api/v1.0/smartcards"), PathMatch::OutsideApi);
         assert_eq!(match_path("/%%%/%zz"), PathMatch::OutsideApi);
     }
 
     #[test]
     fn methods() {
-        assert_eq!(Route::Requests.endpoint("POST"), Ok(Endpoint::CreateRequest));
+        assert_eq!(
+            Route::Requests.endpoint("POST"),
+            Ok(Endpoint::CreateRequest)
+        );
         assert_eq!(Route::Requests.endpoint("GET"), Ok(Endpoint::ListRequests));
         assert_eq!(Route::Requests.endpoint("DELETE"), Err("GET, POST"));
         let r = Route::Request { id: "x".into() };
@@ -349,7 +353,10 @@ mod tests {
         let raw = "cardid=bc88f13f-83ba-4037-8262-46eba1291c6e&challenge=1hFD%2Bcz%2F0so%3D\
                    &diversified=False";
         let q = Query::parse(Some(raw));
-        assert_eq!(q.get("cardid"), Some("bc88f13f-83ba-4037-8262-46eba1291c6e"));
+        assert_eq!(
+            q.get("cardid"),
+            Some("bc88f13f-83ba-4037-8262-46eba1291c6e")
+        );
         assert_eq!(q.get("CHALLENGE"), Some("1hFD+cz/0so="));
         assert_eq!(q.get("diversified").and_then(parse_bool), Some(false));
         assert_eq!(q.get("atr"), None);
@@ -359,7 +366,10 @@ mod tests {
         assert_eq!(q.get("c"), Some(""));
         assert_eq!(Query::parse(None), Query::default());
         let huge = "x=".to_string() + &"%2B".repeat(100_000);
-        assert_eq!(Query::parse(Some(&huge)).get("x").map(str::len), Some(100_000));
+        assert_eq!(
+            Query::parse(Some(&huge)).get("x").map(str::len),
+            Some(100_000)
+        );
     }
 
     #[test]

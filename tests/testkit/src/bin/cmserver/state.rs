@@ -1,6 +1,5 @@
 //! What the fake CM knows: smart cards, requests, and how a request's status moves.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
@@ -283,7 +282,10 @@ impl State {
         let scid = match get_ci(body, "smartcard") {
             Some(Value::String(s)) if crate::util::is_guid(s) => normalize_id(s),
             Some(Value::String(s)) => {
-                return Err(ApiError::new(400, format!("'{s}' is not a valid smart card id.")))
+                return Err(ApiError::new(
+                    400,
+                    format!("'{s}' is not a valid smart card id."),
+                ))
             }
             Some(Value::Null) | None => {
                 return Err(ApiError::new(400, "The smart card is required."))
@@ -375,10 +377,12 @@ impl State {
             .iter_mut()
             .find(|r| r.uuid == id)
             .ok_or_else(|| ApiError::new(404, format!("The request {id} was not found.")))?;
-        use RequestStatus::*;
+        use RequestStatus as S;
         let ok = match wanted {
-            Completed => matches!(r.status, Approved | Executing),
-            Canceled | Abandoned => matches!(r.status, Pending | Approved | Executing),
+            S::Completed => matches!(r.status, S::Approved | S::Executing),
+            S::Canceled | S::Abandoned => {
+                matches!(r.status, S::Pending | S::Approved | S::Executing)
+            }
             _ => {
                 return Err(ApiError::new(
                     400,
@@ -481,7 +485,11 @@ mod tests {
     #[test]
     fn docs_example_is_registered() {
         let s = State::new(Flow::default(), None);
-        assert_eq!(s.smartcards_by_card_id(Some("{BC88F13F-83BA-4037-8262-46EBA1291C6E}")).len(), 1);
+        assert_eq!(
+            s.smartcards_by_card_id(Some("{BC88F13F-83BA-4037-8262-46EBA1291C6E}"))
+                .len(),
+            1
+        );
         let r = s.request(DOCS_REQUEST).unwrap();
         assert_eq!(r.status, RequestStatus::Approved);
         assert_eq!(r.smartcard, DOCS_SMARTCARD);
@@ -513,7 +521,9 @@ mod tests {
         let mut s = State::new(flow, None);
         let id = s.create_request(&unblock(DOCS_SMARTCARD), false).unwrap();
         assert_eq!(s.poll_request(&id).unwrap().status, RequestStatus::Denied);
-        let e = s.put_status(&id, &json!({"status": "Completed"})).unwrap_err();
+        let e = s
+            .put_status(&id, &json!({"status": "Completed"}))
+            .unwrap_err();
         assert_eq!(e.status, 400);
     }
 
@@ -523,11 +533,26 @@ mod tests {
         let bad = |s: &mut State, v: Value| s.create_request(&v, false).unwrap_err().status;
         assert_eq!(bad(&mut s, json!("x")), 400);
         assert_eq!(bad(&mut s, json!({"smartcard": DOCS_SMARTCARD})), 400);
-        assert_eq!(bad(&mut s, json!({"type": "Frobnicate", "smartcard": DOCS_SMARTCARD})), 400);
-        assert_eq!(bad(&mut s, json!({"type": "Unblock", "smartcard": "nope"})), 400);
-        assert_eq!(bad(&mut s, unblock("00000000-0000-0000-0000-000000000001")), 404);
-        assert!(s.create_request(&unblock("00000000-0000-0000-0000-000000000001"), true).is_ok());
-        s.set_operations(DOCS_SMARTCARD, vec!["renew".into()]).unwrap();
+        assert_eq!(
+            bad(
+                &mut s,
+                json!({"type": "Frobnicate", "smartcard": DOCS_SMARTCARD})
+            ),
+            400
+        );
+        assert_eq!(
+            bad(&mut s, json!({"type": "Unblock", "smartcard": "nope"})),
+            400
+        );
+        assert_eq!(
+            bad(&mut s, unblock("00000000-0000-0000-0000-000000000001")),
+            404
+        );
+        assert!(s
+            .create_request(&unblock("00000000-0000-0000-0000-000000000001"), true)
+            .is_ok());
+        s.set_operations(DOCS_SMARTCARD, vec!["renew".into()])
+            .unwrap();
         assert_eq!(bad(&mut s, unblock(DOCS_SMARTCARD)), 403);
     }
 
@@ -538,8 +563,14 @@ mod tests {
         assert_eq!(s.request_json(&r)["Status"], json!(3));
         s.flow.status_names = true;
         assert_eq!(s.request_json(&r)["Status"], json!("Approved"));
-        assert_eq!(RequestStatus::from_json(&json!(8)), Some(RequestStatus::Completed));
-        assert_eq!(RequestStatus::from_json(&json!("3")), Some(RequestStatus::Approved));
+        assert_eq!(
+            RequestStatus::from_json(&json!(8)),
+            Some(RequestStatus::Completed)
+        );
+        assert_eq!(
+            RequestStatus::from_json(&json!("3")),
+            Some(RequestStatus::Approved)
+        );
         assert_eq!(RequestStatus::from_json(&json!(true)), None);
     }
 }

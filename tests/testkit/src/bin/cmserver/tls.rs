@@ -1,5 +1,5 @@
-//! TLS server configuration (rustls with the aws-lc-rs provider, chosen explicitly so that
-//! no process-wide default provider is needed).
+//! TLS server configuration (rustls with the ring provider, as the main crate uses, chosen
+//! explicitly so that no process-wide default provider is needed).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ pub fn server_config(
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -36,9 +36,7 @@ pub fn server_config(
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for c in certs(ca)? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()

@@ -64,6 +64,8 @@ pub struct Config {
     pub pin_max_len: usize,
     /// INS -> raw response bytes, answered without any processing.
     pub respond_ins: Vec<(u8, Vec<u8>)>,
+    /// Keep every APDU and response in the log (off: only the counters; for long runs).
+    pub log_apdus: bool,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             pin_min: 4,
             pin_max_len: 16,
             respond_ins: Vec::new(),
+            log_apdus: true,
         }
     }
 }
@@ -116,6 +119,8 @@ pub struct Log {
     pub power_ons: u64,
     pub resets: u64,
     pub connections: u64,
+    /// Our TCP port of the current vpcd connection (None: not connected).
+    pub local_port: Option<u16>,
 }
 
 pub struct Card {
@@ -161,7 +166,9 @@ impl Card {
 
     /// Logs a received command APDU and its counters (before any fault injection).
     pub fn receive(&mut self, apdu: &[u8]) {
-        self.log.apdus.push(apdu.to_vec());
+        if self.config.log_apdus {
+            self.log.apdus.push(apdu.to_vec());
+        }
         match apdu.get(1) {
             Some(&INS_EXTERNAL_AUTHENTICATE) if apdu.len() > 5 => self.log.ext_auth_with_data += 1,
             Some(&INS_RESET_RETRY_COUNTER) => self.log.rrc += 1,
@@ -171,7 +178,9 @@ impl Card {
 
     /// Logs a response that is sent back.
     pub fn sent(&mut self, response: &[u8]) {
-        self.log.responses.push(response.to_vec());
+        if self.config.log_apdus {
+            self.log.responses.push(response.to_vec());
+        }
     }
 
     /// receive + process + sent: one full exchange (what the unit tests use).

@@ -37,6 +37,10 @@ impl Link {
         }
     }
 
+    pub fn local_port(&self) -> Option<u16> {
+        self.stream.local_addr().ok().map(|a| a.port())
+    }
+
     /// The next frame; `None` when vpcd closed the connection between frames.
     pub fn read_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
         let mut len = [0u8; 2];
@@ -69,6 +73,30 @@ impl Link {
     /// Closes the connection: for vpcd the card is removed.
     pub fn close(self) {
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Closes the connection with a TCP reset (SO_LINGER 0), like a card torn out mid-APDU
+    /// (vpcd's pending recv fails; what the host sees depends on the vpcd version).
+    pub fn abort(self) {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: a valid socket fd and a `linger` option value of the size passed.
+            unsafe {
+                libc::setsockopt(
+                    self.stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+        drop(self.stream);
     }
 
     #[cfg(target_os = "linux")]

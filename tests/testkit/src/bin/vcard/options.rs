@@ -37,12 +37,16 @@ faults:
   --vanish-after N        on the Nth command APDU, close the connection unprocessed, exit 0
   --vanish-on-ins XX      on the first APDU with INS XX, close unprocessed, exit 0
   --vanish-after-ins XX   process the first APDU with INS XX, then close unanswered, exit 0
+  --vanish-fin            vanish with a normal close, not a TCP reset (vpcd 0.8 gives the
+                          host an empty response either way)
   --respond-ins XX=HEX    answer every APDU with INS XX with exactly HEX (may be empty);
                           repeatable
 state:
   --state FILE            load counters/PIN/key from FILE if it exists; rewrite it
                           (atomically) after every APDU and power event
   --fresh-state           ignore what FILE holds (start from the options)
+  --no-apdu-log           keep the apdus/responses logs empty (counters still count): the file
+                          is rewritten per APDU, a long log makes that slower
   --quiet                 do not log every APDU on stderr
   --help";
 
@@ -57,6 +61,7 @@ pub struct Options {
     pub vanish_after: Option<u64>,
     pub vanish_on_ins: Option<u8>,
     pub vanish_after_ins: Option<u8>,
+    pub vanish_fin: bool,
     pub state: Option<PathBuf>,
     pub fresh_state: bool,
     pub quiet: bool,
@@ -102,6 +107,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     let mut vanish_after = None;
     let mut vanish_on_ins = None;
     let mut vanish_after_ins = None;
+    let mut vanish_fin = false;
     let mut state = None;
     let mut fresh_state = false;
     let mut quiet = false;
@@ -152,6 +158,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--vanish-after" => vanish_after = Some(parse_num(&name, &value()?)?),
             "--vanish-on-ins" => vanish_on_ins = Some(parse_byte(&value()?)?),
             "--vanish-after-ins" => vanish_after_ins = Some(parse_byte(&value()?)?),
+            "--vanish-fin" => vanish_fin = true,
             "--respond-ins" => {
                 let v = value()?;
                 let (ins, raw) = v
@@ -161,6 +168,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             }
             "--state" => state = Some(PathBuf::from(value()?)),
             "--fresh-state" => fresh_state = true,
+            "--no-apdu-log" => config.log_apdus = false,
             "--quiet" => quiet = true,
             _ => return Err(format!("unknown argument {arg:?}")),
         }
@@ -206,6 +214,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         vanish_after,
         vanish_on_ins,
         vanish_after_ins,
+        vanish_fin,
         state,
         fresh_state,
         quiet,

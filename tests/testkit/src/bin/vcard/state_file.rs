@@ -11,6 +11,31 @@ use super::card::{AdminKey, Card, Persistent};
 pub struct StateFile {
     path: PathBuf,
     tmp: PathBuf,
+    /// The APDU and response logs rendered so far: the file is rewritten after every
+    /// APDU, so each entry is hex-encoded once, not on every save (5000 APDUs stay fast).
+    apdus: RenderedList,
+    responses: RenderedList,
+}
+
+#[derive(Default)]
+struct RenderedList {
+    count: usize,
+    text: String,
+}
+
+impl RenderedList {
+    fn update(&mut self, entries: &[Vec<u8>]) -> &str {
+        for entry in entries.get(self.count..).unwrap_or_default() {
+            if self.count > 0 {
+                self.text.push(',');
+            }
+            self.text.push_str("\n    \"");
+            self.text.push_str(&hex::encode(entry));
+            self.text.push('"');
+            self.count += 1;
+        }
+        &self.text
+    }
 }
 
 impl StateFile {
@@ -20,6 +45,8 @@ impl StateFile {
         StateFile {
             path: path.to_path_buf(),
             tmp: PathBuf::from(tmp),
+            apdus: RenderedList::default(),
+            responses: RenderedList::default(),
         }
     }
 
@@ -37,9 +64,26 @@ impl StateFile {
     }
 
     /// Atomically replaces the file (write a temporary file, then rename).
-    pub fn save(&self, card: &Card) -> std::io::Result<()> {
-        let mut text = serde_json::to_string_pretty(&to_json(card)).expect("JSON of plain values");
-        text.push('\n');
+    /// Pretty JSON equal to [`to_json`]: one top-level key per line as `  "key": value,`
+    /// (keys sorted, then "apdus" and "responses" last, one entry per line).
+    pub fn save(&mut self, card: &Card) -> std::io::Result<()> {
+        let small = serde_json::to_string_pretty(&scalars(card)).expect("JSON of plain values");
+        let mut text = String::with_capacity(small.len() + 64 * card.log.apdus.len() + 64);
+        text.push_str(small.trim_end().trim_end_matches('}').trim_end());
+        for (name, list) in [
+            ("apdus", self.apdus.update(&card.log.apdus)),
+            ("responses", self.responses.update(&card.log.responses)),
+        ] {
+            text.push_str(",\n  \"");
+            text.push_str(name);
+            text.push_str("\": [");
+            if !list.is_empty() {
+                text.push_str(list);
+                text.push_str("\n  ");
+            }
+            text.push(']');
+        }
+        text.push_str("\n}\n");
         let mut f = fs::File::create(&self.tmp)?;
         f.write_all(text.as_bytes())?;
         drop(f);
@@ -47,11 +91,21 @@ impl StateFile {
     }
 }
 
+/// The whole state as JSON (what the file holds).
+#[cfg(test)]
 pub fn to_json(card: &Card) -> Value {
+    let hexes = |v: &Vec<Vec<u8>>| v.iter().map(hex::encode).collect::<Vec<_>>();
+    let mut v = scalars(card);
+    v["apdus"] = json!(hexes(&card.log.apdus));
+    v["responses"] = json!(hexes(&card.log.responses));
+    v
+}
+
+/// Everything but the two logs.
+fn scalars(card: &Card) -> Value {
     let p = &card.persistent;
     let s = &card.session;
     let l = &card.log;
-    let hexes = |v: &Vec<Vec<u8>>| v.iter().map(hex::encode).collect::<Vec<_>>();
     json!({
         "pid": std::process::id(),
         "powered": l.powered,
@@ -65,14 +119,13 @@ pub fn to_json(card: &Card) -> Value {
         "admin_authenticated": s.admin_authenticated,
         "pin_verified": s.pin_verified,
         "challenge": s.challenge.map(hex::encode),
-        "apdus": hexes(&l.apdus),
-        "responses": hexes(&l.responses),
         "ext_auth_with_data": l.ext_auth_with_data,
         "rrc": l.rrc,
         "atr_requests": l.atr_requests,
         "power_ons": l.power_ons,
         "resets": l.resets,
         "connections": l.connections,
+        "local_port": l.local_port,
     })
 }
 
@@ -146,9 +199,16 @@ mod tests {
         card.persistent.pin = b"9999".to_vec();
         card.persistent.admin_key = AdminKey::new(vec![0x11; 16]).unwrap();
         card.transmit(&[0x00, 0x84, 0x00, 0x00, 0x08]);
+        let mut file = file;
+        file.save(&card).unwrap();
+        card.transmit(&[0x00, 0x20, 0x00, 0x80]);
         file.save(&card).unwrap();
 
-        let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v, to_json(&card));
+        assert!(text.contains(&format!("\n  \"pid\": {},\n", std::process::id())));
+        assert_eq!(v["responses"][1], "6983");
         assert_eq!(v["apdus"][0], "0084000008");
         assert_eq!(v["pin"], "9999");
         assert_eq!(v["pin_tries"], 0);

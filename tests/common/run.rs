@@ -1,0 +1,118 @@
+//! Running the real `scunblock` binary in tests.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// A finished run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Assert the exit code, showing the output when it differs, and that
+    /// nothing panicked.
+    pub fn expect(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "panic:\n{}", self.stderr);
+        self
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Run `scunblock` with `args`, the given environment and stdin. `csock` is
+/// the private pcscd's socket (PCSCLITE_CSOCK_NAME).
+pub fn scunblock(
+    csock: Option<&Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scunblock"));
+    cmd.args(args)
+        .env_remove("SCUNBLOCK_READER")
+        .env_remove("PCSCLITE_CSOCK_NAME")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(s) = csock {
+        cmd.env("PCSCLITE_CSOCK_NAME", s);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn scunblock");
+    if let Some(input) = stdin {
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().expect("wait for scunblock");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Write a secret file with mode 600.
+pub fn secret_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    p
+}
+
+pub const ZERO_KEY: &str = "000000000000000000000000000000000000000000000000";
+pub const GOLDEN_CHALLENGE: &str = "d61143f9ccffd2ca";
+pub const GOLDEN_RESPONSE: &str = "17466e766e303cb6";
+
+/// The card's APDU log (lowercase hex strings).
+pub fn apdus(state: &Value) -> Vec<String> {
+    state["apdus"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_lowercase))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// EXTERNAL AUTHENTICATE commands with data in an APDU log.
+pub fn cryptograms(state: &Value) -> usize {
+    apdus(state)
+        .iter()
+        .filter(|a| a.starts_with("0082") && a.len() > 8)
+        .count()
+}
