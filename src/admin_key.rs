@@ -13,56 +13,46 @@ use zeroize::Zeroizing;
 
 use crate::error::Error;
 
-/// The challenge a card sent for admin authentication.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Challenge(Vec<u8>);
+/// A byte-string newtype with hex `Debug`: for values that are not secret.
+macro_rules! public_bytes {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(Vec<u8>);
 
-impl Challenge {
-    pub fn new(bytes: Vec<u8>) -> Challenge {
-        Challenge(bytes)
-    }
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
+        impl $name {
+            pub fn new(bytes: Vec<u8>) -> $name {
+                $name(bytes)
+            }
+            pub fn as_bytes(&self) -> &[u8] {
+                &self.0
+            }
+            pub fn len(&self) -> usize {
+                self.0.len()
+            }
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), hex::encode_upper(&self.0))
+            }
+        }
+    };
 }
 
-impl fmt::Debug for Challenge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Challenge({})", hex::encode_upper(&self.0))
-    }
-}
+public_bytes!(
+    /// The challenge a card sent for admin authentication.
+    Challenge
+);
 
-/// The admin response (cryptogram) for one challenge. It is single-use: it
-/// authenticates nothing once the card has consumed the challenge.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Cryptogram(Vec<u8>);
-
-impl Cryptogram {
-    pub fn new(bytes: Vec<u8>) -> Cryptogram {
-        Cryptogram(bytes)
-    }
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Cryptogram {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Cryptogram({})", hex::encode_upper(&self.0))
-    }
-}
+public_bytes!(
+    /// The admin response (cryptogram) for one challenge. It is single-use: it
+    /// authenticates nothing once the card has consumed the challenge.
+    Cryptogram
+);
 
 /// A 2-key or 3-key 3DES admin key. Zeroized on drop; never printed.
 pub struct AdminKey {

@@ -276,7 +276,7 @@ impl fmt::Display for Status {
             Status::Success => f.write_str("success"),
             Status::MoreData(n) => write!(f, "{} more bytes available", more_len(*n)),
             Status::WrongLe(n) => write!(f, "wrong Le, expected {n}"),
-            Status::TriesLeft(n) => write!(f, "verification failed, {n} tries left"),
+            Status::TriesLeft(n) => write!(f, "{n} tries left"),
             Status::AuthFailed => f.write_str("authentication failed"),
             Status::WrongLength => f.write_str("wrong length"),
             Status::SecurityNotSatisfied => f.write_str("security status not satisfied"),

@@ -22,5 +22,6 @@ pub mod reader;
 pub mod responder;
 pub mod secret;
 pub mod transport;
+pub mod watch;
 
 pub use error::Error;

@@ -79,7 +79,10 @@ impl Spn {
     pub fn for_host(host: &str) -> Spn {
         Spn {
             service: "HTTP".to_string(),
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             realm: None,
         }
     }
@@ -159,8 +162,7 @@ trait Provider {
     /// Who signs in, for `-v` (e.g. `user@REALM`).
     fn principal(&self) -> Option<String>;
     /// A fresh context for `spn`, with channel bindings (application data).
-    fn context(&self, spn: &Spn, bindings: Option<Vec<u8>>)
-        -> Result<Box<dyn Context>, MechError>;
+    fn context(&self, spn: &Spn, bindings: Option<Vec<u8>>) -> Result<Box<dyn Context>, MechError>;
 }
 
 /// What the handshake needs from an HTTP answer (a trait so that unit tests
@@ -225,8 +227,8 @@ impl Negotiator {
                 )));
             }
         }
-        let provider = platform_provider(&cfg)
-            .map_err(|e| failure_message(e, &spn, cfg.keytab.as_deref()))?;
+        let provider =
+            platform_provider(&cfg).map_err(|e| failure_message(e, &spn, cfg.keytab.as_deref()))?;
         crate::log::verbose(format!(
             "CM: Negotiate (Kerberos) as {} for {spn}{}",
             provider
@@ -302,9 +304,10 @@ impl Negotiator {
                     "--cm-channel-binding: the connection to CM has no TLS server certificate",
                 )
             })?;
-            Some(channel_binding::application_data(&cert).map_err(|e| {
-                Error::responder(format!("--cm-channel-binding: {e}"))
-            })?)
+            Some(
+                channel_binding::application_data(&cert)
+                    .map_err(|e| Error::responder(format!("--cm-channel-binding: {e}")))?,
+            )
         } else {
             None
         };
@@ -431,9 +434,9 @@ fn failure_message(e: MechError, spn: &Spn, keytab: Option<&Path>) -> Error {
             ),
             None => format!("{NO_TICKET} ({d})"),
         },
-        Failure::Expired => format!(
-            "the Kerberos ticket has expired: run kinit again or give --keytab ({d})"
-        ),
+        Failure::Expired => {
+            format!("the Kerberos ticket has expired: run kinit again or give --keytab ({d})")
+        }
         Failure::UnknownSpn => format!(
             "Kerberos does not know the SPN {spn} ({d}): check it with `kvno {spn}`, and give \
              the right one with --cm-spn (CNAME aliases and custom app-pool accounts need it)"
@@ -471,8 +474,8 @@ fn offers_negotiate(headers: &HeaderMap) -> bool {
 
 /// The server's Negotiate token, if it sent one.
 fn negotiate_token(headers: &HeaderMap) -> Result<Option<Vec<u8>>, Error> {
-    let Some((_, token)) = challenges(headers)
-        .find(|(s, t)| s.eq_ignore_ascii_case("negotiate") && !t.is_empty())
+    let Some((_, token)) =
+        challenges(headers).find(|(s, t)| s.eq_ignore_ascii_case("negotiate") && !t.is_empty())
     else {
         return Ok(None);
     };
@@ -502,7 +505,9 @@ mod tests {
         let s = Spn::parse("HTTP/cm.example.com@EXAMPLE.COM").unwrap();
         assert_eq!(s.realm.as_deref(), Some("EXAMPLE.COM"));
         assert_eq!(s.to_string(), "HTTP/cm.example.com@EXAMPLE.COM");
-        for bad in ["", "HTTP", "HTTP/", "/host", "HTTP/a/b", "HTTP/h@", "HTTP/h x", "a@b/c"] {
+        for bad in [
+            "", "HTTP", "HTTP/", "/host", "HTTP/a/b", "HTTP/h@", "HTTP/h x", "a@b/c",
+        ] {
             assert_eq!(Spn::parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
         }
         assert_eq!(Spn::for_host("[::1]").to_string(), "HTTP/::1");
@@ -575,9 +580,10 @@ mod tests {
 
     impl Context for Fake {
         fn step(&mut self, input: Option<&[u8]>) -> Result<Option<Vec<u8>>, MechError> {
-            self.log
-                .borrow_mut()
-                .push(format!("step {:?}", input.map(|i| String::from_utf8_lossy(i).to_string())));
+            self.log.borrow_mut().push(format!(
+                "step {:?}",
+                input.map(|i| String::from_utf8_lossy(i).to_string())
+            ));
             if let Some(i) = input {
                 if i != format!("s{}", self.step).as_bytes() {
                     return Err(MechError {
@@ -631,15 +637,14 @@ mod tests {
     }
 
     /// Run one exchange against scripted answers; the Authorization headers sent.
-    fn run(
-        n: &mut Negotiator,
-        answers: Vec<Answer>,
-    ) -> (Result<u16, Error>, Vec<Option<String>>) {
+    fn run(n: &mut Negotiator, answers: Vec<Answer>) -> (Result<u16, Error>, Vec<Option<String>>) {
         let mut answers: VecDeque<Answer> = answers.into();
         let mut sent = Vec::new();
         let r = n.exchange(&mut |auth: Option<String>| {
             sent.push(auth);
-            Ok(answers.pop_front().expect("the client sent more than scripted"))
+            Ok(answers
+                .pop_front()
+                .expect("the client sent more than scripted"))
         });
         (r.map(|a| a.status), sent)
     }
@@ -653,7 +658,10 @@ mod tests {
         let (mut n, log) = negotiator(1);
         let (r, sent) = run(
             &mut n,
-            vec![answer(401, &["Negotiate", "NTLM"]), answer(200, &["Negotiate czE="])],
+            vec![
+                answer(401, &["Negotiate", "NTLM"]),
+                answer(200, &["Negotiate czE="]),
+            ],
         );
         assert_eq!(r.unwrap(), 200);
         assert_eq!(sent, vec![None, tok("c1")]);
@@ -700,7 +708,10 @@ mod tests {
             vec![answer(401, &["Negotiate"]), answer(401, &["Negotiate"])],
         );
         let e = r.unwrap_err();
-        assert!(e.to_string().contains("CM rejected the Negotiate sign-in"), "{e}");
+        assert!(
+            e.to_string().contains("CM rejected the Negotiate sign-in"),
+            "{e}"
+        );
         assert!(e.to_string().contains("HTTP/cm.test"), "{e}");
         assert_eq!(sent.len(), 2);
     }
@@ -710,10 +721,16 @@ mod tests {
         let (mut n, _) = negotiator(1);
         let (r, _) = run(
             &mut n,
-            vec![answer(401, &["Negotiate"]), answer(200, &["Negotiate eHg="])],
+            vec![
+                answer(401, &["Negotiate"]),
+                answer(200, &["Negotiate eHg="]),
+            ],
         );
         let e = r.unwrap_err();
-        assert!(e.to_string().contains("mutual authentication failed"), "{e}");
+        assert!(
+            e.to_string().contains("mutual authentication failed"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -737,7 +754,10 @@ mod tests {
         for _ in 0..MAX_HANDSHAKES {
             let (r, _) = run(
                 &mut n,
-                vec![answer(401, &["Negotiate"]), answer(200, &["Negotiate czE="])],
+                vec![
+                    answer(401, &["Negotiate"]),
+                    answer(200, &["Negotiate czE="]),
+                ],
             );
             assert_eq!(r.unwrap(), 200);
         }

@@ -64,6 +64,9 @@ pub enum Command {
     Unblock(UnblockArgs),
     /// Authenticate as admin only (checks the key; spends a try if it is wrong).
     Auth(AuthArgs),
+    /// Kiosk mode: watch every reader, report each change, and with --unblock
+    /// unblock each inserted card whose PIN is blocked. Runs until SIGTERM/SIGINT.
+    Watch(WatchArgs),
 }
 
 impl Command {
@@ -73,6 +76,7 @@ impl Command {
             Command::Info => "info",
             Command::Unblock(_) => "unblock",
             Command::Auth(_) => "auth",
+            Command::Watch(_) => "watch",
         }
     }
 }
@@ -231,4 +235,53 @@ pub struct PinArgs {
     /// Accept a PIN file that group or others can read.
     #[arg(long)]
     pub allow_insecure_pin_file: bool,
+}
+
+/// `scunblock watch`: see docs/kiosk.md.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Unblock each inserted card whose PIN is blocked (needs a key source and
+    /// --new-pin-command). Without it, only report.
+    #[arg(long)]
+    pub unblock: bool,
+
+    /// With --unblock: unblock every inserted card, blocked PIN or not.
+    #[arg(long, requires = "unblock")]
+    pub always: bool,
+
+    /// Command that prints the new PIN on stdout, run once per card (`sh -c`;
+    /// Windows `cmd /C`) with SCUNBLOCK_READER, SCUNBLOCK_ATR and, when known,
+    /// SCUNBLOCK_CARD_ID set. A non-zero exit or a timeout skips the card.
+    #[arg(long, value_name = "CMD", requires = "unblock")]
+    pub new_pin_command: Option<String>,
+
+    /// Seconds --new-pin-command may take.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub new_pin_timeout: u64,
+
+    /// Command that prints the card id (GUID) of the inserted card, where the
+    /// card profile cannot read it (needed with --cm). Same environment as
+    /// --new-pin-command, without SCUNBLOCK_CARD_ID.
+    #[arg(long, value_name = "CMD")]
+    pub card_id_command: Option<String>,
+
+    /// Seconds --card-id-command may take.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub card_id_timeout: u64,
+
+    /// Try a card again on its next insertion even after the card refused an
+    /// admin response. Without it a refused card is never tried again while
+    /// the watcher runs: every wrong response spends an admin try.
+    #[arg(long, requires = "unblock")]
+    pub retry_after_failure: bool,
+
+    /// On SIGTERM/SIGINT, wait up to SECS for flows in progress.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+
+    #[command(flatten)]
+    pub cm: CmArgs,
 }

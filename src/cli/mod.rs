@@ -4,13 +4,14 @@ mod args;
 mod output;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use zeroize::Zeroizing;
 
 pub use args::Cli;
-use args::{AuthArgs, CmArgs, CmAuthMode, Command, Global, PinArgs};
+use args::{AuthArgs, CmArgs, CmAuthMode, Command, Global, KeyArgs, PinArgs, WatchArgs};
 use output::Reporter;
 
 use crate::admin_key::AdminKey;
@@ -39,7 +40,9 @@ pub fn main() -> u8 {
     };
     crate::log::set_verbose(cli.global.verbose);
     secret::disable_core_dumps();
-    let reporter = Reporter::new(cli.global.json, cli.command.name());
+    // `watch` writes one event per line itself; its startup errors go to stderr.
+    let json = cli.global.json && !matches!(cli.command, Command::Watch(_));
+    let reporter = Reporter::new(json, cli.command.name());
     match run(&cli, &reporter) {
         Ok(()) => 0,
         Err(f) => {
@@ -90,6 +93,7 @@ fn run(cli: &Cli, reporter: &Reporter) -> CmdResult {
             };
             unblock(g, a, None, mode, reporter)
         }
+        Command::Watch(a) => watch(g, a),
     }
 }
 
@@ -179,19 +183,7 @@ fn responder(
     if let Some(url) = &k.cm {
         return cm_responder(url, &a.cm, card_id, json);
     }
-    let key_source = match (&k.admin_key_file, &k.admin_key_env) {
-        (Some(path), None) => Some(Source::File(path)),
-        (None, Some(var)) => Some(Source::Env(var)),
-        _ => None,
-    };
-    if let Some(source) = key_source {
-        let text = secret::read(&source, "admin key", k.allow_insecure_key_file)?;
-        let key = AdminKey::parse(&text)?;
-        crate::log::verbose(format!(
-            "admin key: {} bytes, check value {}",
-            key.len(),
-            key.check_value()
-        ));
+    if let Some(key) = admin_key(k)? {
         return Ok(Box::new(LocalKey::new(key)));
     }
     if k.manual {
@@ -204,6 +196,23 @@ fn responder(
     Err(Error::usage(
         "choose where the admin response comes from: --admin-key-file PATH, --admin-key-env VAR, --cm URL or --manual",
     ))
+}
+
+/// The local admin key, if --admin-key-file or --admin-key-env gave one.
+fn admin_key(k: &KeyArgs) -> Result<Option<AdminKey>, Error> {
+    let key_source = match (&k.admin_key_file, &k.admin_key_env) {
+        (Some(path), None) => Source::File(path),
+        (None, Some(var)) => Source::Env(var),
+        _ => return Ok(None),
+    };
+    let text = secret::read(&key_source, "admin key", k.allow_insecure_key_file)?;
+    let key = AdminKey::parse(&text)?;
+    crate::log::verbose(format!(
+        "admin key: {} bytes, check value {}",
+        key.len(),
+        key.check_value()
+    ));
+    Ok(Some(key))
 }
 
 /// The CM responder, with every CM option checked before the card is touched.
@@ -234,6 +243,31 @@ fn cm_responder(
             "--request-id without --smartcard-id: looking the smartcard up by --card-id",
         );
     }
+    let setup = cm_setup(url, c)?;
+    setup.responder(
+        card_id,
+        request_id,
+        smartcard_id,
+        Box::new(move |p| output::progress(json, p)),
+    )
+}
+
+/// Everything to reach CM, read and checked once: each card's responder
+/// (`watch` makes one per card) is built from it.
+struct CmSetup {
+    url: String,
+    auth: CmAuth,
+    ca_file: Option<std::path::PathBuf>,
+    client_cert: Option<std::path::PathBuf>,
+    client_key: Option<std::path::PathBuf>,
+    timeout: Duration,
+    allow_http: bool,
+    diversified: bool,
+    approval: Approval,
+}
+
+/// Read the CM token and check every CM option, once.
+fn cm_setup(url: &str, c: &CmArgs) -> Result<CmSetup, Error> {
     let token_given = c.cm_token_env.is_some() || c.cm_token_file.is_some();
     let mode = c.cm_auth.unwrap_or(if token_given {
         CmAuthMode::Bearer
@@ -276,7 +310,7 @@ fn cm_responder(
     if c.timeout == 0 {
         return Err(Error::usage("--timeout must be at least 1 second"));
     }
-    let client = CmClient::new(CmConfig {
+    Ok(CmSetup {
         url: url.to_string(),
         auth,
         ca_file: c.cm_ca_file.clone(),
@@ -284,20 +318,181 @@ fn cm_responder(
         client_key: c.cm_client_key.clone(),
         timeout: Duration::from_secs(c.timeout),
         allow_http: c.allow_http,
-    })?;
-    let approval = Approval {
-        timeout: Duration::from_secs(c.approval_timeout),
-        poll: Duration::from_secs_f64(c.approval_poll),
+        diversified: c.diversified,
+        approval: Approval {
+            timeout: Duration::from_secs(c.approval_timeout),
+            poll: Duration::from_secs_f64(c.approval_poll),
+        },
+    })
+}
+
+impl CmSetup {
+    fn client(&self) -> Result<CmClient, Error> {
+        CmClient::new(CmConfig {
+            url: self.url.clone(),
+            auth: match &self.auth {
+                CmAuth::None => CmAuth::None,
+                CmAuth::Bearer(t) => CmAuth::Bearer(t.clone()),
+                CmAuth::Negotiate(n) => CmAuth::Negotiate(n.clone()),
+            },
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            timeout: self.timeout,
+            allow_http: self.allow_http,
+        })
+    }
+
+    fn responder(
+        &self,
+        card_id: Guid,
+        request_id: Option<Guid>,
+        smartcard_id: Option<Guid>,
+        progress: Box<dyn FnMut(&crate::cm_responder::Progress)>,
+    ) -> Result<Box<dyn Responder>, Error> {
+        Ok(Box::new(CmResponder::new(
+            self.client()?,
+            card_id,
+            request_id,
+            smartcard_id,
+            self.diversified,
+            self.approval,
+            progress,
+        )))
+    }
+}
+
+/// `watch`: check every option, load the key (or CM setup) once, then watch
+/// until SIGTERM/SIGINT.
+fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
+    // Before anything can start a thread: SIGTERM/SIGINT go to one thread.
+    crate::watch::block_signals();
+    let applet = applet(g)?;
+    let readers = match ReaderSelector::parse(g.reader.as_deref())? {
+        ReaderSelector::Auto => crate::watch::ReaderFilter::All,
+        ReaderSelector::Exact(n) => crate::watch::ReaderFilter::Exact(n),
+        ReaderSelector::Substring(s) => crate::watch::ReaderFilter::Substring(s),
+        ReaderSelector::Index(_) => {
+            return Err(Error::usage(
+                "watch: --reader N (an index) changes as readers come and go; \
+                 give @NAME or part of the name",
+            )
+            .into())
+        }
     };
-    Ok(Box::new(CmResponder::new(
-        client,
-        card_id,
-        request_id,
-        smartcard_id,
-        c.diversified,
-        approval,
-        Box::new(move |p| output::progress(json, p)),
-    )))
+    let k = &a.key;
+    if k.manual {
+        return Err(Error::usage(
+            "watch runs unattended: --manual is not available; use --admin-key-file, \
+             --admin-key-env or --cm",
+        )
+        .into());
+    }
+    if a.cm.request_id.is_some() || a.cm.smartcard_id.is_some() {
+        return Err(Error::usage(
+            "watch: --request-id and --smartcard-id belong to one card; watch finds or \
+             creates the CM request of each card itself",
+        )
+        .into());
+    }
+    let key_given = k.admin_key_file.is_some() || k.admin_key_env.is_some() || k.cm.is_some();
+    if !a.unblock && key_given {
+        return Err(Error::usage(
+            "watch: the admin key and --cm are only used with --unblock",
+        )
+        .into());
+    }
+    if a.unblock && !key_given {
+        return Err(Error::usage(
+            "watch --unblock: choose where the admin response comes from: \
+             --admin-key-file PATH, --admin-key-env VAR or --cm URL",
+        )
+        .into());
+    }
+    if a.unblock && a.new_pin_command.is_none() {
+        return Err(Error::usage(
+            "watch --unblock needs --new-pin-command CMD: the kiosk front end that asks the \
+             card holder for the new PIN (see docs/kiosk.md)",
+        )
+        .into());
+    }
+    for (secs, name) in [
+        (a.new_pin_timeout, "--new-pin-timeout"),
+        (a.card_id_timeout, "--card-id-timeout"),
+    ] {
+        if secs == 0 {
+            return Err(Error::usage(format!("{name} must be at least 1 second")).into());
+        }
+    }
+    let responders: Option<Arc<dyn crate::watch::ResponderFactory>> = if !a.unblock {
+        None
+    } else if let Some(url) = &k.cm {
+        let setup = cm_setup(url, &a.cm)?;
+        // Checks the URL, TLS files and client options now, not at the first card.
+        drop(setup.client()?);
+        Some(Arc::new(CmFactory {
+            setup,
+            json: g.json,
+        }))
+    } else {
+        admin_key(k)?.map(|key| {
+            Arc::new(crate::watch::SharedKey::new(key)) as Arc<dyn crate::watch::ResponderFactory>
+        })
+    };
+    // Secrets' variables: already removed by secret::read; the commands'
+    // environments drop them again by name.
+    let hidden_env = [&k.admin_key_env, &a.cm.cm_token_env]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let cfg = crate::watch::Config {
+        unblock: a.unblock,
+        always: a.always,
+        retry_after_failure: a.retry_after_failure,
+        new_pin_command: a.new_pin_command.clone(),
+        new_pin_timeout: Duration::from_secs(a.new_pin_timeout),
+        card_id_command: a.card_id_command.clone(),
+        card_id_timeout: Duration::from_secs(a.card_id_timeout),
+        shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
+        readers,
+        trace: g.trace,
+        json: g.json,
+        hidden_env,
+    };
+    crate::watch::run(cfg, Arc::new(applet), responders)?;
+    Ok(())
+}
+
+/// One CM responder per card (each holds its card's request).
+struct CmFactory {
+    setup: CmSetup,
+    json: bool,
+}
+
+impl crate::watch::ResponderFactory for CmFactory {
+    fn name(&self) -> &'static str {
+        "cm"
+    }
+
+    fn needs_card_id(&self) -> bool {
+        true
+    }
+
+    fn make(&self, card: &crate::responder::CardContext) -> Result<Box<dyn Responder>, Error> {
+        let id = card
+            .card_id
+            .as_deref()
+            .ok_or_else(|| Error::responder("CM needs the card id; none is known"))?;
+        let card_id = Guid::parse(id, "the card id")?;
+        let json = self.json;
+        self.setup.responder(
+            card_id,
+            None,
+            None,
+            Box::new(move |p| output::progress(json, p)),
+        )
+    }
 }
 
 /// The new PIN from the one source given, checked against the profile.

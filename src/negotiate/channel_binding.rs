@@ -200,7 +200,10 @@ mod tests {
         assert_eq!(hash_for(&cert(SHA384_RSA, &[0x05, 0x00])), Ok(Hash::Sha384));
         assert_eq!(hash_for(&cert(ECDSA_SHA512, &[])), Ok(Hash::Sha512));
         // RSASSA-PSS: default parameters (SHA-1 -> SHA-256), and explicit SHA-384.
-        assert_eq!(hash_for(&cert(RSA_PSS, &der(SEQUENCE, &[]))), Ok(Hash::Sha256));
+        assert_eq!(
+            hash_for(&cert(RSA_PSS, &der(SEQUENCE, &[]))),
+            Ok(Hash::Sha256)
+        );
         let sha384 = der(SEQUENCE, &der(OID, SHA384));
         let params = der(SEQUENCE, &der(CONTEXT_0, &sha384));
         assert_eq!(hash_for(&cert(RSA_PSS, &params)), Ok(Hash::Sha384));

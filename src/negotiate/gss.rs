@@ -13,7 +13,9 @@ use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext};
 use libgssapi::credential::{Cred, CredUsage};
 use libgssapi::error::{Error as GssError, MajorFlags};
 use libgssapi::name::Name;
-use libgssapi::oid::{OidSet, GSS_MECH_SPNEGO, GSS_NT_HOSTBASED_SERVICE, GSS_NT_KRB5_PRINCIPAL};
+use libgssapi::oid::{
+    OidSet, GSS_MECH_KRB5, GSS_MECH_SPNEGO, GSS_NT_HOSTBASED_SERVICE, GSS_NT_KRB5_PRINCIPAL,
+};
 
 use super::{Context, Failure, MechError, Provider, Spn};
 
@@ -28,22 +30,37 @@ impl Gss {
     pub fn acquire(keytab: Option<&Path>) -> Result<Gss, MechError> {
         let cred = match keytab {
             None => {
-                let mut mechs = OidSet::new();
-                mechs.add(GSS_MECH_SPNEGO).map_err(classify)?;
-                Cred::acquire(None, None, CredUsage::Initiate, Some(&mechs))
+                // Kerberos first, for its own words ("No Kerberos credentials available
+                // (default cache: ...)", an expired ticket); SPNEGO would only say that it
+                // cannot find mechanisms to negotiate.
+                let krb5 = Cred::acquire(
+                    None,
+                    None,
+                    CredUsage::Initiate,
+                    Some(&oid_set(GSS_MECH_KRB5)?),
+                )
+                .map_err(classify)?;
+                if let Err(e) = krb5.lifetime() {
+                    return Err(classify(e));
+                }
+                Cred::acquire(
+                    None,
+                    None,
+                    CredUsage::Initiate,
+                    Some(&oid_set(GSS_MECH_SPNEGO)?),
+                )
             }
             Some(kt) => acquire_from_keytab(kt),
         }
         .map_err(classify)?;
-        // MIT acquires lazily: a cache without a usable TGT fails here only
-        // when asked for the lifetime.
-        if keytab.is_none() {
-            if let Err(e) = cred.lifetime() {
-                return Err(classify(e));
-            }
-        }
         Ok(Gss { cred })
     }
+}
+
+fn oid_set(oid: libgssapi::oid::Oid<'static>) -> Result<OidSet, MechError> {
+    let mut set = OidSet::new();
+    set.add(oid).map_err(classify)?;
+    Ok(set)
 }
 
 impl Provider for Gss {
@@ -51,11 +68,7 @@ impl Provider for Gss {
         self.cred.name().ok().map(|n| n.to_string())
     }
 
-    fn context(
-        &self,
-        spn: &Spn,
-        bindings: Option<Vec<u8>>,
-    ) -> Result<Box<dyn Context>, MechError> {
+    fn context(&self, spn: &Spn, bindings: Option<Vec<u8>>) -> Result<Box<dyn Context>, MechError> {
         let name = match &spn.realm {
             // A host-based name: MIT maps HTTP@host to HTTP/host@<realm of host>.
             None => Name::new(
@@ -105,13 +118,14 @@ impl Context for GssCtx {
 }
 
 /// `gss_acquire_cred_from` with `client_keytab` and a private memory ccache
-/// (not in the `libgssapi` crate's safe API).
+/// (not in the `libgssapi` crate's safe API). Kerberos first, so that its
+/// own error (KDC unreachable, unknown client ...) reaches the user: SPNEGO
+/// reports any of them as "cannot find mechanisms to negotiate". The SPNEGO
+/// credentials then find the ticket in the same memory cache.
 #[cfg(not(target_os = "macos"))]
 fn acquire_from_keytab(keytab: &Path) -> Result<Cred, GssError> {
-    use libgssapi_sys as sys;
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    use std::ptr;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -128,29 +142,46 @@ fn acquire_from_keytab(keytab: &Path) -> Result<Cred, GssError> {
         SEQ.fetch_add(1, Ordering::Relaxed)
     ))
     .map_err(|_| bad_name)?;
-    let mut elements = [
-        sys::gss_key_value_element_desc {
-            key: c"client_keytab".as_ptr(),
-            value: kt_name.as_ptr(),
-        },
-        sys::gss_key_value_element_desc {
-            key: c"ccache".as_ptr(),
-            value: ccache.as_ptr(),
-        },
+    let store = [
+        (c"client_keytab", kt_name.as_c_str()),
+        (c"ccache", ccache.as_c_str()),
     ];
+    // The Kerberos OID 1.2.840.113554.1.2.2, then SPNEGO 1.3.6.1.5.5.2.
+    drop(acquire_from(
+        &store,
+        b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02",
+    )?);
+    acquire_from(&store, b"\x2b\x06\x01\x05\x05\x02")
+}
+
+/// Initiator credentials of one mechanism from a credential store.
+#[cfg(not(target_os = "macos"))]
+fn acquire_from(
+    store: &[(&std::ffi::CStr, &std::ffi::CStr)],
+    mech: &[u8],
+) -> Result<Cred, GssError> {
+    use libgssapi_sys as sys;
+    use std::ptr;
+
+    let mut elements: Vec<sys::gss_key_value_element_desc> = store
+        .iter()
+        .map(|(k, v)| sys::gss_key_value_element_desc {
+            key: k.as_ptr(),
+            value: v.as_ptr(),
+        })
+        .collect();
     let store = sys::gss_key_value_set_desc {
         count: elements.len() as u32,
         elements: elements.as_mut_ptr(),
     };
-    // The SPNEGO OID, 1.3.6.1.5.5.2.
-    let mut spnego_oid = *b"\x2b\x06\x01\x05\x05\x02";
-    let mut spnego = sys::gss_OID_desc {
-        length: spnego_oid.len() as u32,
-        elements: spnego_oid.as_mut_ptr().cast(),
+    let mut oid = mech.to_vec();
+    let mut oid_desc = sys::gss_OID_desc {
+        length: oid.len() as u32,
+        elements: oid.as_mut_ptr().cast(),
     };
     let mut mechs = sys::gss_OID_set_desc {
         count: 1,
-        elements: &mut spnego,
+        elements: &mut oid_desc,
     };
     let mut minor: sys::OM_uint32 = 0;
     let mut cred: sys::gss_cred_id_t = ptr::null_mut();
@@ -190,9 +221,36 @@ fn acquire_from_keytab(_keytab: &Path) -> Result<Cred, GssError> {
     })
 }
 
+/// The routine error field of a major status (a number, not flags).
+fn routine(e: &GssError) -> u32 {
+    e.major.bits() & 0x00ff_0000
+}
+
+/// GSSAPI's words for an error: "MAJOR (MINOR)", or only the minor status
+/// when the major one is generic ("Unspecified GSS failure.  Minor code may
+/// provide more information", "No credentials were supplied ...").
+fn detail(e: &GssError) -> String {
+    let mut full = e.to_string().trim().replace('\n', " ");
+    if let Some(major) = full.strip_suffix(" (Success)") {
+        full = major.to_string();
+    }
+    let generic = [MajorFlags::GSS_S_FAILURE, MajorFlags::GSS_S_NO_CRED]
+        .iter()
+        .any(|m| routine(e) == m.bits());
+    if generic && full.ends_with(')') {
+        if let Some(open) = full.find(" (") {
+            let minor = full[open + 2..full.len() - 1].trim();
+            if !minor.is_empty() && !minor.starts_with("Unknown") {
+                return minor.to_string();
+            }
+        }
+    }
+    full
+}
+
 /// Sort a GSSAPI error into what the user can act on; keep GSSAPI's words.
 fn classify(e: GssError) -> MechError {
-    let detail = e.to_string().trim().replace('\n', " ");
+    let detail = detail(&e);
     let text = detail.to_ascii_lowercase();
     let failure = if text.contains("server") && text.contains("not found in kerberos database") {
         Failure::UnknownSpn
@@ -202,12 +260,12 @@ fn classify(e: GssError) -> MechError {
         || text.contains("unable to reach any kdc")
     {
         Failure::KdcUnreachable
-    } else if e.major.contains(MajorFlags::GSS_S_CREDENTIALS_EXPIRED)
+    } else if routine(&e) == MajorFlags::GSS_S_CREDENTIALS_EXPIRED.bits()
         || text.contains("ticket expired")
         || text.contains("credentials have expired")
     {
         Failure::Expired
-    } else if e.major.contains(MajorFlags::GSS_S_NO_CRED)
+    } else if routine(&e) == MajorFlags::GSS_S_NO_CRED.bits()
         || text.contains("no kerberos credentials available")
         || text.contains("no credentials cache found")
     {

@@ -4,9 +4,9 @@
 //! Needs root (namespaces) and the packages of `scripts/vstack install`, and the testkit
 //! binaries: `cargo build --workspace` (or `cargo test --workspace`). Every `VStack` is
 //! independent, so tests run in parallel. Clients reach it with
-//! `PCSCLITE_CSOCK_NAME=<stack.csock()>` in their environment; libpcsclite reads that once
-//! per process, so talk to a stack from a child process (the `scunblock` binary), not from
-//! the test process itself.
+//! `PCSCLITE_CSOCK_NAME=<stack.csock()>` in their environment. That is per process (and
+//! libpcsclite may keep the first value it read), so talk to a stack from a child process
+//! (the `scunblock` binary), not from the multi-threaded test process itself.
 //!
 //! Environment: `SCUNBLOCK_VCARD` (card binary; the harness sets it for the script),
 //! `SCUNBLOCK_VSTACK` (the script), `VSTACK_KEEP=1` (keep the stack directory and its logs),

@@ -34,8 +34,11 @@
 //! `--vanish-on-ins XX` close the connection WITHOUT processing that APDU and exit 0;
 //! `--vanish-after-ins XX` processes it (state updated and saved), then closes without
 //! answering and exits 0; `--respond-ins XX=HEX` answers every APDU with INS XX with exactly
-//! those bytes (possibly none) and changes no state. A vanished APDU is still logged in
-//! `apdus` (and counted) but has no entry in `responses`.
+//! those bytes (possibly none) and changes no state (not even the pending challenge: the
+//! exchange is invisible to the card). A vanished APDU is still logged in
+//! `apdus` (and counted) but has no entry in `responses`. An EMPTY response (`XX=`) is sent,
+//! then the connection is closed: vpcd 0.8 waits for more bytes after an empty frame and
+//! only EOF releases the host (which gets 0 bytes, and the card is removed).
 //!
 //! Vanishing closes with a TCP reset (`--vanish-fin`: a normal close). Measured with vpcd 0.8
 //! (Debian 12): either way the host's SCardTransmit SUCCEEDS with an EMPTY response (0 bytes,
@@ -49,7 +52,8 @@
 //! `pin_max`, `pin_hex` (or `pin`), `admin_key`. So a re-inserted card (same FILE) keeps its
 //! counters across process restarts. The file is rewritten atomically (tmp + rename) at start,
 //! after every connection, control event and command APDU (BEFORE the response is sent, so
-//! a host that has its answer can read the state), as pretty JSON:
+//! a host that has its answer can read the state), as pretty JSON, one top-level key per
+//! line (`  "key": value,`; keys sorted, then "apdus" and "responses" last):
 //! ```json
 //! { "pid": 1234,                 // this process: tells a fresh file from an old one
 //!   "powered": true,
@@ -67,7 +71,8 @@
 //!   "power_ons": 1, "resets": 0, "connections": 1,
 //!   "local_port": 41234 }        // our end of the vpcd connection (null: none)
 //! ```
-//! Everything from `apdus` down (and `powered`) is per process and starts empty.
+//! Only the fields named above are loaded; the rest (session, logs, counters of events) is
+//! per process and starts empty.
 //! Rewriting the file costs ~0.1 ms plus its size (ext4: ~0.4 ms at 5000 logged APDUs);
 //! `--no-apdu-log` keeps the two logs empty for long runs (the counters still count).
 //!
@@ -143,6 +148,13 @@ impl VCard {
             if let Some(reply) = reply {
                 if let Err(e) = link.write_frame(&reply) {
                     return End::Closed(format!("connection broken: {e}"));
+                }
+                if reply.is_empty() {
+                    // vpcd 0.8 then blocks in recv(len 0, MSG_WAITALL) until a byte or EOF
+                    // comes: only closing lets the host have its empty response.
+                    return End::Closed(
+                        "sent an empty response; closing (vpcd waits for EOF)".into(),
+                    );
                 }
             }
         }

@@ -20,9 +20,12 @@
 //! `channel_bound`), `negotiate-connection` (served on a signed-in connection; `user`),
 //! `negotiate-rejected` (`error` holds the acceptor's message).
 
+// Without the `negotiate` feature only the option parsing is used.
+#![cfg_attr(not(feature = "negotiate"), allow(dead_code))]
+
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::http::{ConnMeta, Request, Response};
 
@@ -136,6 +139,7 @@ mod acceptor {
     use libgssapi::context::{SecurityContext, ServerCtx};
     use libgssapi::credential::Cred;
     use libgssapi::error::{Error as GssError, MajorFlags};
+    use serde_json::json;
 
     use super::*;
 

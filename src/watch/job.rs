@@ -1,0 +1,573 @@
+//! One inserted card, on a thread of its own: read it, report it and, with
+//! `--unblock`, run the one unblock flow ([`crate::flow::run`]) on it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::command::{self, Failure as CommandFailure};
+use super::event::{kind, Event};
+use super::{ResponderFactory, Shared};
+use crate::card::Tries;
+use crate::error::Error;
+use crate::flow::{self, Mode, Options};
+use crate::ids::Guid;
+use crate::reader::Connection;
+use crate::responder::CardContext;
+use crate::secret::{self, Pin};
+use crate::transport::Trace;
+
+/// How long to wait for another process to release the card.
+const OPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// A card's identity for the failure memory: its ATR and card id.
+pub type CardKey = (String, Option<String>);
+
+/// One insertion of a card in a reader, shared by its worker thread and the
+/// watcher loop.
+pub struct Job {
+    pub reader: String,
+    /// The ATR PC/SC reported at insertion (spaced hex), if any.
+    pub atr: Option<String>,
+    /// The card left the reader (or the service went away).
+    removed: AtomicBool,
+    done: AtomicBool,
+    /// Serialises this job's reports with the watcher's.
+    reports: Mutex<Reports>,
+}
+
+#[derive(Default)]
+struct Reports {
+    inserted: bool,
+    /// An unblock_started awaits its unblock_succeeded/failed or skipped.
+    open: bool,
+    finished: bool,
+}
+
+impl Job {
+    pub fn new(reader: &str, atr: Option<String>) -> Arc<Job> {
+        Arc::new(Job {
+            reader: reader.to_string(),
+            atr,
+            removed: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            reports: Mutex::new(Reports::default()),
+        })
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
+    }
+
+    fn reports(&self) -> std::sync::MutexGuard<'_, Reports> {
+        self.reports.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The card left: report the removal (after its insertion, which is
+    /// reported now with what is known if the worker has not yet).
+    pub fn removed(&self, shared: &Shared, removal: Event) {
+        self.removed.store(true, Ordering::SeqCst);
+        let mut r = self.reports();
+        if !r.inserted {
+            r.inserted = true;
+            shared.emit(&self.inserted_event(&Inspection::default()));
+        }
+        shared.emit(&removal);
+    }
+
+    /// Shutdown gave up waiting for this job: close its unblock, if open.
+    pub fn abandon(&self, shared: &Shared) {
+        let mut r = self.reports();
+        if r.open && !r.finished {
+            r.finished = true;
+            shared.emit(
+                &Event::new(kind::UNBLOCK_FAILED, Some(&self.reader))
+                    .with("class", "shutdown")
+                    .with("exit_code", Value::Null)
+                    .with(
+                        "message",
+                        "the watcher stopped (--shutdown-timeout) before this flow finished; \
+                         check the card with `scunblock info`",
+                    )
+                    .with("admin_tries", Value::Null)
+                    .with("pin_tries", Value::Null),
+            );
+        }
+    }
+
+    fn report_inserted(&self, shared: &Shared, found: &Inspection) {
+        let mut r = self.reports();
+        if !r.inserted {
+            r.inserted = true;
+            shared.emit(&self.inserted_event(found));
+        }
+    }
+
+    fn inserted_event(&self, found: &Inspection) -> Event {
+        Event::new(kind::CARD_INSERTED, Some(&self.reader))
+            .with("atr", found.atr.clone().or_else(|| self.atr.clone()))
+            .with("pin_tries", json!(found.pin_tries))
+            .with("admin_tries", json!(found.admin_tries))
+            .with("card_id", found.card_id.clone())
+    }
+
+    fn start(&self, shared: &Shared, e: Event) {
+        let mut r = self.reports();
+        r.open = true;
+        shared.emit(&e);
+    }
+
+    /// The one closing event of an unblock (or a skip): emitted once.
+    fn finish(&self, shared: &Shared, e: Event) {
+        let mut r = self.reports();
+        if !r.finished {
+            r.finished = true;
+            shared.emit(&e);
+        }
+    }
+
+    fn skip(&self, shared: &Shared, reason: &'static str, message: impl Into<String>) {
+        self.finish(
+            shared,
+            Event::new(kind::SKIPPED, Some(&self.reader))
+                .with("reason", reason)
+                .with("message", message.into()),
+        );
+    }
+}
+
+/// What reading the card found.
+#[derive(Default)]
+struct Inspection {
+    atr: Option<String>,
+    pin_tries: Tries,
+    admin_tries: Tries,
+    card_id: Option<String>,
+    /// Why the card could not be read, if it could not.
+    error: Option<Error>,
+    /// Why the card id command gave no id, if it gave none.
+    card_id_problem: Option<String>,
+}
+
+/// The worker: everything that happens to one insertion.
+pub fn run(shared: Arc<Shared>, job: Arc<Job>) {
+    let mut conn = open(&job.reader);
+    let found = inspect(&shared, &job, conn.as_mut().ok());
+    let found = Inspection {
+        error: found.error.or_else(|| conn.as_ref().err().map(clone_error)),
+        ..found
+    };
+    job.report_inserted(&shared, &found);
+    let mut authenticated = false;
+    if shared.cfg.unblock {
+        match conn.as_mut() {
+            Ok(c) => authenticated = unblock(&shared, &job, c, &found),
+            Err(e) => job.skip(&shared, "unreadable", format!("the card cannot be read: {e}")),
+        }
+    }
+    if let Ok(c) = conn {
+        // Drop any admin security state the flow created.
+        c.close(authenticated);
+    }
+    job.done.store(true, Ordering::SeqCst);
+    shared.shutdown.wake();
+}
+
+fn open(reader: &str) -> Result<Connection, Error> {
+    let ctx = crate::reader::establish()?;
+    Connection::open(&ctx, reader, OPEN_WAIT)
+}
+
+/// `Error` is not Clone; keep what reports need.
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::Unavailable { message, hint, .. } => Error::unavailable(message.clone(), hint.clone()),
+        other => Error::Unexpected(other.to_string()),
+    }
+}
+
+fn inspect(shared: &Shared, job: &Job, conn: Option<&mut Connection>) -> Inspection {
+    let mut found = Inspection::default();
+    if let Some(conn) = conn {
+        found.atr = Some(crate::apdu::spaced_hex(conn.atr()));
+        match flow::inspect(conn, shared.applet.as_ref(), &trace(shared, job)) {
+            Ok(o) => {
+                found.pin_tries = o.pin_tries_before;
+                found.admin_tries = o.admin_tries;
+                found.card_id = o.card_id;
+            }
+            Err(f) => found.error = Some(f.error),
+        }
+    }
+    if found.card_id.is_none() && found.error.is_none() {
+        if let Some(cmd) = &shared.cfg.card_id_command {
+            match card_id_from(shared, job, cmd, found.atr.as_deref()) {
+                Ok(id) => found.card_id = Some(id),
+                Err(why) => {
+                    crate::log::warn(format!("[{}] --card-id-command: {why}", job.reader));
+                    found.card_id_problem = Some(why);
+                }
+            }
+        }
+    }
+    found
+}
+
+fn card_id_from(
+    shared: &Shared,
+    job: &Job,
+    cmd: &str,
+    atr: Option<&str>,
+) -> Result<String, String> {
+    let spec = command::Spec {
+        command: cmd,
+        env: card_env(&job.reader, atr, None),
+        hidden_env: &shared.cfg.hidden_env,
+        timeout: shared.cfg.card_id_timeout,
+    };
+    let out = command::run(&spec, &|| card_id_stop(shared, job)).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(&out).map_err(|_| "its output is not UTF-8".to_string())?;
+    Guid::parse(text, "the card id it printed")
+        .map(|g| g.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn card_env(
+    reader: &str,
+    atr: Option<&str>,
+    card_id: Option<&str>,
+) -> Vec<(&'static str, Option<String>)> {
+    vec![
+        ("SCUNBLOCK_READER", Some(reader.to_string())),
+        ("SCUNBLOCK_ATR", atr.map(|a| a.replace(' ', ""))),
+        ("SCUNBLOCK_CARD_ID", card_id.map(str::to_string)),
+    ]
+}
+
+/// When to stop the card id command: the card left, or the watcher stops
+/// (the card is not taken on then).
+fn card_id_stop(shared: &Shared, job: &Job) -> Option<&'static str> {
+    if job.is_removed() {
+        Some("the card was removed")
+    } else if shared.shutdown.is_set() {
+        Some("the watcher is stopping")
+    } else {
+        None
+    }
+}
+
+/// When to stop the new PIN command: the card left, or the watcher stopped
+/// waiting for flows in progress (a stop request alone lets it finish).
+fn new_pin_stop(shared: &Shared, job: &Job) -> Option<&'static str> {
+    if job.is_removed() {
+        Some("the card was removed")
+    } else if shared.shutdown.is_aborted() {
+        Some("the watcher stopped before the PIN was given (--shutdown-timeout)")
+    } else {
+        None
+    }
+}
+
+fn trace(shared: &Shared, job: &Job) -> Trace {
+    Trace {
+        enabled: shared.cfg.trace,
+        prefix: job.reader.clone(),
+    }
+}
+
+/// Decide, get the new PIN, run the flow, report. True when an admin
+/// response went to the card (the card is then reset on disconnect).
+fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection) -> bool {
+    let reader = job.reader.as_str();
+    let factory = match decide(shared, job, found) {
+        Ok(f) => f,
+        Err((reason, message)) => {
+            job.skip(shared, reason, message);
+            return false;
+        }
+    };
+    let atr = found.atr.clone().unwrap_or_default();
+    job.start(
+        shared,
+        Event::new(kind::UNBLOCK_STARTED, Some(reader))
+            .with("atr", atr.clone())
+            .with("card_id", found.card_id.clone())
+            .with("responder", factory.name())
+            .with("pin_tries", json!(found.pin_tries))
+            .with("admin_tries", json!(found.admin_tries)),
+    );
+
+    // The new PIN from the front end.
+    let pin = match new_pin(shared, job, &atr, found.card_id.as_deref()) {
+        Ok(pin) => pin,
+        Err(PinProblem::Removed) => {
+            job.finish(
+                shared,
+                failed_event(
+                    reader,
+                    &crate::reader::removed_error(),
+                    Tries::Unknown,
+                    Tries::Unknown,
+                    None,
+                ),
+            );
+            return false;
+        }
+        Err(PinProblem::Skip(reason, message)) => {
+            job.skip(shared, reason, message);
+            return false;
+        }
+    };
+
+    // The responder for this card, then the one unblock flow.
+    let card = CardContext {
+        reader: reader.to_string(),
+        atr: conn.atr().to_vec(),
+        card_id: found.card_id.clone(),
+    };
+    let mut responder = match factory.make(&card) {
+        Ok(r) => r,
+        Err(e) => {
+            let event = failed_event(reader, &e, Tries::Unknown, Tries::Unknown, None);
+            job.finish(shared, event);
+            return false;
+        }
+    };
+    let opts = Options {
+        mode: Mode::Unblock,
+        force_last_try: false,
+        trace: trace(shared, job),
+        card_id: found.card_id.clone(),
+    };
+    let result = flow::run(
+        conn,
+        shared.applet.as_ref(),
+        responder.as_mut(),
+        Some(&pin),
+        &opts,
+    );
+    drop(pin);
+    match result {
+        Ok(out) => {
+            job.finish(
+                shared,
+                Event::new(kind::UNBLOCK_SUCCEEDED, Some(reader))
+                    .with("card_id", out.card_id.clone())
+                    .with("pin_tries", json!(out.pin_tries_after))
+                    .with("admin_tries", json!(out.admin_tries))
+                    .with("responder", out.responder.clone())
+                    .with("cm", out.cm.clone()),
+            );
+            out.challenge_sent
+        }
+        Err(f) => {
+            let o = f.outcome.as_ref();
+            if spent_and_refused(&f.error, o) {
+                let key: CardKey = (atr, found.card_id.clone());
+                shared.remember_failure(key, f.error.to_string());
+            }
+            job.finish(
+                shared,
+                failed_event(
+                    reader,
+                    &f.error,
+                    o.map(|o| o.admin_tries).unwrap_or_default(),
+                    o.map(|o| o.pin_tries_before).unwrap_or_default(),
+                    o.and_then(|o| o.cm.clone()),
+                ),
+            );
+            o.is_some_and(|o| o.challenge_sent)
+        }
+    }
+}
+
+/// Whether this card is to be unblocked: the responder factory, or why not.
+fn decide<'a>(
+    shared: &'a Shared,
+    job: &Job,
+    found: &Inspection,
+) -> Result<&'a dyn ResponderFactory, (&'static str, String)> {
+    if let Some(e) = &found.error {
+        return Err(("unreadable", format!("the card cannot be read: {e}")));
+    }
+    if !shared.cfg.always {
+        match found.pin_tries {
+            t if t.is_blocked() => {}
+            Tries::Left(n) => {
+                return Err((
+                    "pin_not_blocked",
+                    format!("the PIN is not blocked ({n} tries left); --always unblocks any card"),
+                ))
+            }
+            _ => {
+                return Err((
+                    "pin_not_blocked",
+                    "the card does not say that its PIN is blocked; --always unblocks any card"
+                        .into(),
+                ))
+            }
+        }
+    }
+    let atr = found.atr.clone().unwrap_or_default();
+    if !shared.cfg.retry_after_failure {
+        if let Some(why) = shared.failed_before(&(atr.clone(), found.card_id.clone())) {
+            let id = found
+                .card_id
+                .as_deref()
+                .map(|c| format!(", card id {c}"))
+                .unwrap_or_default();
+            return Err((
+                "failed_before",
+                format!(
+                    "an admin response for this card (ATR {atr}{id}) already failed: {why}. \
+                     It is not retried: check the key, then restart the watcher or give \
+                     --retry-after-failure"
+                ),
+            ));
+        }
+    }
+    let Some(factory) = shared.responders.as_deref() else {
+        return Err(("no_responder", "no admin key or CM configured".into()));
+    };
+    if factory.needs_card_id() && found.card_id.is_none() {
+        let why = match &found.card_id_problem {
+            Some(p) => format!("--card-id-command failed: {p}"),
+            None => "the card profile cannot read it; give --card-id-command".to_string(),
+        };
+        return Err((
+            "card_id_unknown",
+            format!("the {} responder needs the card id: {why}", factory.name()),
+        ));
+    }
+    if shared.shutdown.is_set() || job.is_removed() {
+        return Err(("shutting_down", "the watcher is stopping".into()));
+    }
+    Ok(factory)
+}
+
+enum PinProblem {
+    /// The card left while the front end was asked.
+    Removed,
+    Skip(&'static str, String),
+}
+
+/// Run `--new-pin-command` and check what it printed against the profile.
+fn new_pin(
+    shared: &Shared,
+    job: &Job,
+    atr: &str,
+    card_id: Option<&str>,
+) -> Result<Pin, PinProblem> {
+    let Some(cmd) = shared.cfg.new_pin_command.as_deref() else {
+        return Err(PinProblem::Skip("new_pin_command_failed", "no --new-pin-command".into()));
+    };
+    let spec = command::Spec {
+        command: cmd,
+        env: card_env(&job.reader, Some(atr), card_id),
+        hidden_env: &shared.cfg.hidden_env,
+        timeout: shared.cfg.new_pin_timeout,
+    };
+    let pin = match command::run(&spec, &|| new_pin_stop(shared, job)) {
+        Ok(out) => Pin::new(zeroize::Zeroizing::new(
+            secret::strip_line_end(&out).to_vec(),
+        )),
+        Err(CommandFailure::Stopped(_)) if job.is_removed() => return Err(PinProblem::Removed),
+        Err(e @ CommandFailure::TimedOut(_)) => {
+            return Err(PinProblem::Skip(
+                "new_pin_command_timeout",
+                format!("--new-pin-command: {e}"),
+            ))
+        }
+        Err(CommandFailure::Stopped(why)) => {
+            return Err(PinProblem::Skip(
+                "shutting_down",
+                format!("--new-pin-command {why}"),
+            ))
+        }
+        Err(e) => {
+            return Err(PinProblem::Skip(
+                "new_pin_command_failed",
+                format!("--new-pin-command: {e}"),
+            ))
+        }
+    };
+    if pin.is_empty() {
+        return Err(PinProblem::Skip(
+            "new_pin_invalid",
+            "--new-pin-command printed no PIN".into(),
+        ));
+    }
+    if let Err(e) = shared.applet.check_pin(&pin) {
+        return Err(PinProblem::Skip("new_pin_invalid", format!("the new PIN: {e}")));
+    }
+    Ok(pin)
+}
+
+/// Whether this failure must never be retried automatically: the card
+/// refused an admin response (or its admin key is blocked), or an admin
+/// response went to the card and something other than the card leaving
+/// stopped the flow before the card accepted it.
+fn spent_and_refused(e: &Error, o: Option<&flow::Outcome>) -> bool {
+    match e {
+        Error::AdminRejected { .. } | Error::AdminBlocked { .. } => true,
+        Error::Unavailable { .. } => false,
+        _ => o.is_some_and(|o| o.challenge_sent && !o.admin_authenticated),
+    }
+}
+
+fn failed_event(
+    reader: &str,
+    e: &Error,
+    admin_tries: Tries,
+    pin_tries: Tries,
+    cm: Option<Value>,
+) -> Event {
+    Event::new(kind::UNBLOCK_FAILED, Some(reader))
+        .with("class", e.class())
+        .with("exit_code", e.exit_code())
+        .with("message", e.to_string())
+        .with("sw", e.sw().map(|sw| format!("{sw:04X}")))
+        .with("admin_tries", json!(e.admin_tries().unwrap_or(admin_tries)))
+        .with("pin_tries", json!(e.pin_tries().unwrap_or(pin_tries)))
+        .with("hint", e.hint())
+        .with("cm", cm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Outcome;
+
+    #[test]
+    fn only_spent_responses_are_remembered() {
+        let sent = Outcome {
+            challenge_sent: true,
+            ..Outcome::default()
+        };
+        let rejected = Error::AdminRejected {
+            sw: 0x63C4,
+            tries_left: Tries::Left(4),
+        };
+        assert!(spent_and_refused(&rejected, Some(&sent)));
+        assert!(spent_and_refused(&Error::AdminBlocked { sw: 0x6983 }, None));
+        // Removed mid-flow: the next insertion starts fresh.
+        assert!(!spent_and_refused(&crate::reader::removed_error(), Some(&sent)));
+        // An odd answer to the response counts as a refusal ...
+        assert!(spent_and_refused(&Error::protocol("odd"), Some(&sent)));
+        // ... but not before a response was sent, or after it was accepted.
+        assert!(!spent_and_refused(&Error::protocol("odd"), None));
+        let accepted = Outcome {
+            challenge_sent: true,
+            admin_authenticated: true,
+            ..Outcome::default()
+        };
+        assert!(!spent_and_refused(&Error::protocol("odd"), Some(&accepted)));
+        assert!(!spent_and_refused(&Error::LastTryRefused, None));
+    }
+}
