@@ -706,10 +706,11 @@ mod tests {
             RequestStatus::from_json(&serde_json::json!("denied")),
             RequestStatus::Denied
         );
-        assert_eq!(
-            RequestStatus::from_json(&serde_json::json!(1)),
-            RequestStatus::Other("1".into())
-        );
+        let num = |n: u64| RequestStatus::from_json(&serde_json::json!(n));
+        assert_eq!(num(1), RequestStatus::Pending);
+        assert_eq!(num(2), RequestStatus::Denied);
+        assert_eq!(num(0), RequestStatus::Other("0".into()));
+        assert_eq!(num(99), RequestStatus::Other("99".into()));
     }
 
     #[test]

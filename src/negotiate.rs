@@ -13,8 +13,11 @@
 //!    one (IIS does for Kerberos), is checked: mutual authentication. A token
 //!    that does not verify fails the call.
 //! 4. IIS keeps a Kerberos-authenticated connection authenticated, so later
-//!    requests go without `Authorization`. A later `401` (a new connection)
-//!    runs one new handshake, at most [`MAX_HANDSHAKES`] per run.
+//!    requests go without `Authorization`. A later `401` (a new connection,
+//!    or IIS with authPersistSingleRequest) runs one new handshake for that
+//!    request. Every request runs at most one handshake of at most
+//!    [`MAX_ROUNDS`] tokens, so nothing loops: a run makes at most as many
+//!    handshakes as it makes CM calls.
 //!
 //! Not sending the token preemptively costs one anonymous `401` per run, and
 //! gives the handshake the connection's TLS certificate for the channel
@@ -47,9 +50,6 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// Tokens sent in one handshake before giving up (Kerberos needs one).
 pub const MAX_ROUNDS: u32 = 3;
-/// Handshakes in one run before giving up (one is normal; more only when CM
-/// drops the authenticated connection).
-pub const MAX_HANDSHAKES: u32 = 3;
 /// The message for "no credentials", exactly.
 pub const NO_TICKET: &str = "no Kerberos ticket: run kinit or give --keytab";
 /// At most this much of a 401 body is read to keep the connection reusable.
@@ -276,7 +276,9 @@ impl Negotiator {
             return Ok(first);
         }
         if self.signed_in {
-            crate::log::verbose("CM: asked to sign in again (a new connection?)");
+            crate::log::verbose(
+                "CM: asked to sign in again (a new connection, or IIS authPersistSingleRequest)",
+            );
         }
         self.signed_in = false;
         self.handshake(first, send)
@@ -287,15 +289,6 @@ impl Negotiator {
         challenge: R,
         send: &mut dyn FnMut(Option<String>) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        if self.handshakes >= MAX_HANDSHAKES {
-            challenge.drain();
-            return Err(Error::responder(format!(
-                "CM asked for a Negotiate sign-in again after {} successful ones in this run: \
-                 giving up (does a proxy or load balancer in front of CM drop the \
-                 authenticated connection?)",
-                self.handshakes
-            )));
-        }
         self.handshakes += 1;
         let started = Instant::now();
         let bindings = if self.channel_binding {
@@ -349,14 +342,14 @@ impl Negotiator {
             // answers to the request, reported by the caller).
             if let Some(t) = server_token {
                 if !ctx.is_complete() {
-                    if let Some(extra) = ctx.step(Some(&t)).map_err(|e| self.failure(e))? {
-                        // A mechanism that still wants to talk after the
-                        // final answer: nothing verified the server.
-                        drop(extra);
-                        return Err(Error::responder(format!(
-                            "CM ended the Negotiate handshake for {} before it was complete",
-                            self.spn
-                        )));
+                    // The final token: it must verify and complete the context.
+                    ctx.step(Some(&t)).map_err(|e| self.failure(e))?;
+                    if !ctx.is_complete() {
+                        return Err(self.failure(MechError {
+                            failure: Failure::BadServerToken,
+                            detail: "the handshake is not complete after CM's final token"
+                                .to_string(),
+                        }));
                     }
                 }
             }
@@ -734,6 +727,20 @@ mod tests {
     }
 
     #[test]
+    fn a_final_token_that_leaves_the_handshake_open_fails() {
+        let (mut n, _) = negotiator(2);
+        let (r, _) = run(
+            &mut n,
+            vec![
+                answer(401, &["Negotiate"]),
+                answer(200, &["Negotiate czE="]),
+            ],
+        );
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("not complete after CM's final token"), "{e}");
+    }
+
+    #[test]
     fn no_final_token_is_accepted_unverified() {
         let (mut n, _) = negotiator(1);
         let (r, _) = run(&mut n, vec![answer(401, &["Negotiate"]), answer(200, &[])]);
@@ -749,22 +756,28 @@ mod tests {
     }
 
     #[test]
-    fn handshakes_per_run_are_bounded() {
+    fn a_later_401_gets_one_new_handshake_for_that_request() {
         let (mut n, _) = negotiator(1);
-        for _ in 0..MAX_HANDSHAKES {
-            let (r, _) = run(
-                &mut n,
-                vec![
-                    answer(401, &["Negotiate"]),
-                    answer(200, &["Negotiate czE="]),
-                ],
-            );
+        let ok = || {
+            vec![
+                answer(401, &["Negotiate"]),
+                answer(200, &["Negotiate czE="]),
+            ]
+        };
+        for i in 1..=5 {
+            let (r, sent) = run(&mut n, ok());
             assert_eq!(r.unwrap(), 200);
+            assert_eq!(sent, vec![None, tok("c1")]);
+            assert_eq!(n.handshakes(), i);
         }
-        let (r, sent) = run(&mut n, vec![answer(401, &["Negotiate"])]);
-        assert!(r.unwrap_err().to_string().contains("giving up"));
-        assert_eq!(sent.len(), 1);
-        assert_eq!(n.handshakes(), MAX_HANDSHAKES);
+        // The new handshake is refused: an error, not another one.
+        let (r, sent) = run(
+            &mut n,
+            vec![answer(401, &["Negotiate"]), answer(401, &["Negotiate"])],
+        );
+        assert!(r.unwrap_err().to_string().contains("rejected"));
+        assert_eq!(sent.len(), 2);
+        assert_eq!(n.handshakes(), 6);
     }
 
     #[test]

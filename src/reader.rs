@@ -261,10 +261,15 @@ impl Connection {
                 Err(e) => return Err(connect_error(e, reader, wait)),
             }
         };
-        let atr = card
-            .status2_owned()
-            .map(|s| s.atr().to_vec())
-            .map_err(|e| connect_error(e, reader, wait))?;
+        // One SCardStatus call with room for any reader name and ATR (the
+        // owned variant asks for the lengths first: a second round trip).
+        let (mut names, mut atr_buf) = ([0u8; 1024], [0u8; pcsc::MAX_ATR_SIZE]);
+        let atr = match card.status2(&mut names, &mut atr_buf) {
+            Ok(s) => Ok(s.atr().to_vec()),
+            Err(pcsc::Error::InsufficientBuffer) => card.status2_owned().map(|s| s.atr().to_vec()),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| connect_error(e, reader, wait))?;
         Ok(Connection {
             card,
             reader: reader.to_string(),
@@ -286,16 +291,19 @@ impl Connection {
         &mut self,
         f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        if let Err(pcsc::Error::ResetCard) = self.card.transaction().map(drop) {
-            self.card
-                .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
-                .map_err(|e| transmit_error(e, false))?;
-        }
-        let tx = self
-            .card
-            .transaction()
-            .map_err(|e| transmit_error(e, false))?;
-        let mut t = PcscTransport { tx: &tx };
+        let tx = match self.card.transaction2() {
+            Ok(tx) => tx,
+            Err((card, pcsc::Error::ResetCard)) => {
+                card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
+                    .map_err(|e| transmit_error(e, false))?;
+                card.transaction().map_err(|e| transmit_error(e, false))?
+            }
+            Err((_, e)) => return Err(transmit_error(e, false)),
+        };
+        let mut t = PcscTransport {
+            tx: &tx,
+            buf: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+        };
         let result = f(&mut t);
         let _ = tx.end(Disposition::LeaveCard);
         result
@@ -315,23 +323,23 @@ impl Connection {
 
 struct PcscTransport<'a, 'tx> {
     tx: &'a pcsc::Transaction<'tx>,
+    /// The receive buffer, zeroed once per transaction rather than per APDU.
+    buf: Vec<u8>,
 }
 
 impl Transport for PcscTransport<'_, '_> {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut buf = vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-        let n = self
+        let resp = self
             .tx
-            .transmit(apdu, &mut buf)
+            .transmit(apdu, &mut self.buf)
             .map_err(|e| transmit_error(e, true))?
-            .len();
-        buf.truncate(n);
-        if n < 2 {
+            .to_vec();
+        if resp.len() < 2 {
             // No status word: a card pulled mid-command can look like this
             // (vpcd answers an empty APDU). Ask PC/SC whether it is still there.
             check_still_present(self.tx)?;
         }
-        Ok(buf)
+        Ok(resp)
     }
 }
 

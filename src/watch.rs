@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use pcsc::{Context, ReaderState, Scope, State};
 
-pub use event::{Emitter, Event};
 use event::kind;
+pub use event::{Emitter, Event};
 use job::{CardKey, Job};
 pub use shutdown::{block_signals, Shutdown};
 
@@ -270,9 +270,8 @@ impl Watcher {
                 if self.service != Service::Down {
                     self.service = Service::Down;
                     crate::log::verbose(format!("PC/SC service unavailable: {e}"));
-                    self.shared.emit(
-                        &Event::new(kind::SERVICE_LOST, None).with("message", e.to_string()),
-                    );
+                    self.shared
+                        .emit(&Event::new(kind::SERVICE_LOST, None).with("message", e.to_string()));
                 }
                 self.shared.shutdown.sleep(self.backoff);
                 self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
@@ -348,7 +347,8 @@ impl Watcher {
             self.shared
                 .emit(&Event::new(kind::READER_ADDED, Some(&name)));
             let at = self.slots.len();
-            self.states.insert(at, ReaderState::new(cname, State::UNAWARE));
+            self.states
+                .insert(at, ReaderState::new(cname, State::UNAWARE));
             self.slots.push(Slot {
                 name,
                 present: false,

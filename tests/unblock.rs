@@ -234,7 +234,8 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
     }
     let short = short_key.display().to_string();
     let loose = loose.display().to_string();
-    let cases: Vec<(Vec<&str>, &str, Vec<(&str, &str)>)> = vec![
+    type Case<'a> = (Vec<&'a str>, &'a str, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 "unblock",

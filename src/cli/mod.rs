@@ -397,10 +397,9 @@ fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
     }
     let key_given = k.admin_key_file.is_some() || k.admin_key_env.is_some() || k.cm.is_some();
     if !a.unblock && key_given {
-        return Err(Error::usage(
-            "watch: the admin key and --cm are only used with --unblock",
-        )
-        .into());
+        return Err(
+            Error::usage("watch: the admin key and --cm are only used with --unblock").into(),
+        );
     }
     if a.unblock && !key_given {
         return Err(Error::usage(

@@ -17,8 +17,10 @@ use zeroize::{Zeroize, Zeroizing};
 
 /// The most a command may print (a PIN or a GUID is far shorter).
 const MAX_OUTPUT: usize = 4096;
-/// How often the child is polled.
-const POLL: Duration = Duration::from_millis(20);
+/// How often the child is polled: from 1 ms (a quick command answers at
+/// once) doubling to 20 ms.
+const POLL_FIRST: Duration = Duration::from_millis(1);
+const POLL_MAX: Duration = Duration::from_millis(20);
 
 /// Why a command gave no answer.
 #[derive(Debug)]
@@ -89,6 +91,7 @@ pub fn run(
     });
 
     let deadline = Instant::now() + spec.timeout;
+    let mut poll = POLL_FIRST;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -106,7 +109,8 @@ pub fn run(
             kill(&mut child);
             return Err(Failure::TimedOut(spec.timeout));
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(poll);
+        poll = (poll * 2).min(POLL_MAX);
     };
     // Something it started may still hold stdout open: end its group.
     let output = match rx.recv_timeout(Duration::from_secs(1)) {
@@ -225,14 +229,24 @@ mod tests {
 
     #[test]
     fn stdout_is_the_answer_and_the_env_is_set() {
-        let out = run(&spec("printf '%s:%s' \"$SCUNBLOCK_READER\" \"${SCUNBLOCK_CARD_ID-unset}\"", 20_000), &never).unwrap();
+        let out = run(
+            &spec(
+                "printf '%s:%s' \"$SCUNBLOCK_READER\" \"${SCUNBLOCK_CARD_ID-unset}\"",
+                20_000,
+            ),
+            &never,
+        )
+        .unwrap();
         assert_eq!(&out[..], b"Reader 0:unset");
     }
 
     #[test]
     fn a_failing_command_is_a_failure() {
         let e = run(&spec("echo 1234; exit 3", 20_000), &never).unwrap_err();
-        assert!(matches!(&e, Failure::Failed(s) if s.contains("status 3")), "{e:?}");
+        assert!(
+            matches!(&e, Failure::Failed(s) if s.contains("status 3")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -259,7 +273,10 @@ mod tests {
     fn hidden_variables_are_not_inherited() {
         std::env::set_var("SCUNBLOCK_TEST_HIDDEN_SECRET", "s3cr3t");
         let hidden = vec!["SCUNBLOCK_TEST_HIDDEN_SECRET".to_string()];
-        let mut s = spec("printf '%s' \"${SCUNBLOCK_TEST_HIDDEN_SECRET-none}\"", 20_000);
+        let mut s = spec(
+            "printf '%s' \"${SCUNBLOCK_TEST_HIDDEN_SECRET-none}\"",
+            20_000,
+        );
         s.hidden_env = &hidden;
         assert_eq!(&run(&s, &never).unwrap()[..], b"none");
     }

@@ -172,7 +172,10 @@ mod tests {
     fn formats_rfc3339_with_millis() {
         assert_eq!(rfc3339_millis(at(0, 0)), "1970-01-01T00:00:00.000Z");
         // date -u -d @951782400 = 2000-02-29 00:00:00 (a leap day of a /400 year)
-        assert_eq!(rfc3339_millis(at(951_782_400, 7)), "2000-02-29T00:00:00.007Z");
+        assert_eq!(
+            rfc3339_millis(at(951_782_400, 7)),
+            "2000-02-29T00:00:00.007Z"
+        );
         // date -u -d @1709251199 = 2024-02-29 23:59:59
         assert_eq!(
             rfc3339_millis(at(1_709_251_199, 999)),
@@ -183,7 +186,10 @@ mod tests {
             rfc3339_millis(at(4_107_542_400, 0)),
             "2100-03-01T00:00:00.000Z"
         );
-        assert_eq!(rfc3339_millis(at(4_102_444_800, 0)), "2100-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(at(4_102_444_800, 0)),
+            "2100-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]
@@ -201,7 +207,10 @@ mod tests {
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["pin_tries"], 0);
         let service = Event::new(kind::SERVICE_UP, None).to_json_line();
-        assert_eq!(serde_json::from_str::<Value>(&service).unwrap()["reader"], json!(null));
+        assert_eq!(
+            serde_json::from_str::<Value>(&service).unwrap()["reader"],
+            json!(null)
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -31,6 +31,8 @@ pub struct Job {
     pub reader: String,
     /// The ATR PC/SC reported at insertion (spaced hex), if any.
     pub atr: Option<String>,
+    /// When the watcher saw the card arrive.
+    seen: Instant,
     /// The card left the reader (or the service went away).
     removed: AtomicBool,
     done: AtomicBool,
@@ -51,6 +53,7 @@ impl Job {
         Arc::new(Job {
             reader: reader.to_string(),
             atr,
+            seen: Instant::now(),
             removed: AtomicBool::new(false),
             done: AtomicBool::new(false),
             reports: Mutex::new(Reports::default()),
@@ -123,11 +126,18 @@ impl Job {
         shared.emit(&e);
     }
 
-    /// The one closing event of an unblock (or a skip): emitted once.
+    /// The one closing event of an unblock (or a skip): emitted once. An
+    /// unblock's result says how long it took since the card arrived.
     fn finish(&self, shared: &Shared, e: Event) {
         let mut r = self.reports();
         if !r.finished {
             r.finished = true;
+            let e = if e.kind == kind::SKIPPED {
+                e
+            } else {
+                let ms = u64::try_from(self.seen.elapsed().as_millis()).unwrap_or(u64::MAX);
+                e.with("elapsed_ms", ms)
+            };
             shared.emit(&e);
         }
     }
@@ -168,7 +178,11 @@ pub fn run(shared: Arc<Shared>, job: Arc<Job>) {
     if shared.cfg.unblock {
         match conn.as_mut() {
             Ok(c) => authenticated = unblock(&shared, &job, c, &found),
-            Err(e) => job.skip(&shared, "unreadable", format!("the card cannot be read: {e}")),
+            Err(e) => job.skip(
+                &shared,
+                "unreadable",
+                format!("the card cannot be read: {e}"),
+            ),
         }
     }
     if let Ok(c) = conn {
@@ -187,7 +201,9 @@ fn open(reader: &str) -> Result<Connection, Error> {
 /// `Error` is not Clone; keep what reports need.
 fn clone_error(e: &Error) -> Error {
     match e {
-        Error::Unavailable { message, hint, .. } => Error::unavailable(message.clone(), hint.clone()),
+        Error::Unavailable { message, hint, .. } => {
+            Error::unavailable(message.clone(), hint.clone())
+        }
         other => Error::Unexpected(other.to_string()),
     }
 }
@@ -465,7 +481,10 @@ fn new_pin(
     card_id: Option<&str>,
 ) -> Result<Pin, PinProblem> {
     let Some(cmd) = shared.cfg.new_pin_command.as_deref() else {
-        return Err(PinProblem::Skip("new_pin_command_failed", "no --new-pin-command".into()));
+        return Err(PinProblem::Skip(
+            "new_pin_command_failed",
+            "no --new-pin-command".into(),
+        ));
     };
     let spec = command::Spec {
         command: cmd,
@@ -504,7 +523,10 @@ fn new_pin(
         ));
     }
     if let Err(e) = shared.applet.check_pin(&pin) {
-        return Err(PinProblem::Skip("new_pin_invalid", format!("the new PIN: {e}")));
+        return Err(PinProblem::Skip(
+            "new_pin_invalid",
+            format!("the new PIN: {e}"),
+        ));
     }
     Ok(pin)
 }
@@ -557,7 +579,10 @@ mod tests {
         assert!(spent_and_refused(&rejected, Some(&sent)));
         assert!(spent_and_refused(&Error::AdminBlocked { sw: 0x6983 }, None));
         // Removed mid-flow: the next insertion starts fresh.
-        assert!(!spent_and_refused(&crate::reader::removed_error(), Some(&sent)));
+        assert!(!spent_and_refused(
+            &crate::reader::removed_error(),
+            Some(&sent)
+        ));
         // An odd answer to the response counts as a refusal ...
         assert!(spent_and_refused(&Error::protocol("odd"), Some(&sent)));
         // ... but not before a response was sent, or after it was accepted.

@@ -70,6 +70,7 @@ fn exchange() -> Vec<(String, String)> {
 const USAGE: &str = "\
 usage: scunblock-bench --work DIR [--quick] [--runs N] [--warmup N] [--kiosk-runs N]
                        [--doc FILE] [--raw FILE] [--no-kiosk] [--no-callgrind]
+                       [--baseline SCUNBLOCK]
 
   --work DIR        scratch directory (the stacks, logs, keys); should be empty
   --quick           15 runs each after 2 warm-up, 3 kiosk rounds, no callgrind (< 1 min)
@@ -81,6 +82,8 @@ usage: scunblock-bench --work DIR [--quick] [--runs N] [--warmup N] [--kiosk-run
   --raw FILE        write every sample as JSON
   --no-kiosk        skip the kiosk rows
   --no-callgrind    skip the callgrind instruction counts
+  --baseline BIN    also measure this scunblock binary (unblock, info, --version), in the
+                    same round-robin: before/after figures for a change
 Environment: SCUNBLOCK_BIN_DIR (default: this binary's directory: scunblock,
 scunblock-vcard, scunblock-cmserver), SCUNBLOCK_REPO (default: found from the binary's path;
 for scripts/vstack and scripts/testca), OPENSC_TOOL (default opensc-tool).";
@@ -95,6 +98,8 @@ struct Opts {
     raw: Option<PathBuf>,
     kiosk: bool,
     callgrind: bool,
+    /// Another scunblock binary (e.g. built before a change), measured alongside.
+    baseline: Option<PathBuf>,
     bin: PathBuf,
     repo: PathBuf,
     opensc_tool: PathBuf,
@@ -110,6 +115,7 @@ fn parse_opts() -> Opts {
     let mut work = None;
     let (mut quick, mut runs, mut warmup, mut kiosk_runs) = (false, None, None, None);
     let (mut doc, mut raw, mut kiosk, mut callgrind) = (None, None, true, true);
+    let mut baseline = None;
     let num = |v: Option<OsString>, name: &str| -> usize {
         v.and_then(|v| v.to_str().and_then(|s| s.parse().ok()))
             .unwrap_or_else(|| die(format!("{name} needs a number\n{USAGE}")))
@@ -125,6 +131,14 @@ fn parse_opts() -> Opts {
             "--raw" => raw = args.next().map(PathBuf::from),
             "--no-kiosk" => kiosk = false,
             "--no-callgrind" => callgrind = false,
+            "--baseline" => baseline = args.next().map(PathBuf::from),
+            "--floor-once" => {
+                // One floor iteration as a whole process (the "floor as a process" row).
+                let reader = args.next().unwrap_or_else(|| die("--floor-once READER"));
+                let floor = Floor::new(reader.to_str().unwrap_or_else(|| die("reader name")));
+                floor.run().unwrap_or_else(|e| die(e));
+                std::process::exit(0);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -159,6 +173,7 @@ fn parse_opts() -> Opts {
         raw,
         kiosk,
         callgrind: callgrind && !quick,
+        baseline,
         bin,
         repo,
         opensc_tool: std::env::var_os("OPENSC_TOOL")
@@ -553,6 +568,16 @@ struct Floor {
 }
 
 impl Floor {
+    fn new(reader: &str) -> Floor {
+        Floor {
+            reader: CString::new(reader).unwrap_or_else(|_| die("reader name with NUL")),
+            apdus: exchange()
+                .into_iter()
+                .map(|(c, r)| (hex::decode(c).expect("hex"), hex::decode(r).expect("hex")))
+                .collect(),
+        }
+    }
+
     fn run(&self) -> Result<Sample, String> {
         let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE];
         let cpu0 = self_cpu_ms();
@@ -634,7 +659,7 @@ fn round_robin(rows: &mut [Row], floor: &Floor, servers: &mut [CmServer], o: &Op
                 let conns: BTreeSet<String> = reqs.iter().map(|r| r["conn"].to_string()).collect();
                 if reqs
                     .iter()
-                    .any(|r| !r["status"].as_u64().is_some_and(|s| s < 300))
+                    .any(|r| r["status"].as_u64().is_none_or(|s| s >= 300))
                 {
                     die(format!("{}: a CM call failed: {reqs:?}", row.label));
                 }
@@ -663,6 +688,8 @@ struct KioskTrial {
     read_ms: f64,
     /// Per card: its card_inserted to its unblock_succeeded (read times).
     per_card_ms: Vec<f64>,
+    /// Per card: its card_inserted to its unblock_started (read times).
+    to_start_ms: Vec<f64>,
     /// First to last card_inserted (read times): how far apart pcscd saw the cards.
     spread_ms: f64,
 }
@@ -824,6 +851,7 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
             }
             let mut inserted: BTreeMap<String, (Instant, f64)> = BTreeMap::new();
             let mut done: BTreeMap<String, (Instant, f64)> = BTreeMap::new();
+            let mut started: BTreeMap<String, Instant> = BTreeMap::new();
             let deadline = Instant::now() + Duration::from_secs(30);
             while done.len() < n {
                 let Some((at, v)) = watch.next(deadline) else {
@@ -840,6 +868,9 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
                 match v["event"].as_str().unwrap_or("") {
                     "card_inserted" => {
                         inserted.insert(reader, (at, t));
+                    }
+                    "unblock_started" => {
+                        started.insert(reader, at);
                     }
                     "unblock_succeeded" => {
                         done.insert(reader, (at, t));
@@ -869,6 +900,13 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
                 per_card_ms: done
                     .iter()
                     .map(|(r, (at, _))| at.duration_since(inserted[r].0).as_secs_f64() * 1000.0)
+                    .collect(),
+                to_start_ms: started
+                    .iter()
+                    .filter_map(|(r, at)| {
+                        let ins = inserted.get(r)?.0;
+                        Some(at.saturating_duration_since(ins).as_secs_f64() * 1000.0)
+                    })
                     .collect(),
                 spread_ms: ins_at.duration_since(first_ins).as_secs_f64() * 1000.0,
             };
@@ -971,10 +1009,11 @@ fn machine() -> String {
             })
         })
         .unwrap_or_else(|| "?".into());
-    let hv = fs::read_to_string("/proc/cpuinfo")
-        .is_ok_and(|c| c.contains(" hypervisor"))
-        .then_some(", virtual machine")
-        .unwrap_or("");
+    let hv = if fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" hypervisor")) {
+        ", virtual machine"
+    } else {
+        ""
+    };
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
@@ -1097,14 +1136,14 @@ fn main() {
     ];
 
     // The rows of the round-robin.
-    let apdus: Vec<(Vec<u8>, Vec<u8>)> = exchange()
+    let floor = Floor::new(&reader);
+    let exe = std::env::current_exe().expect("current_exe");
+    let floor_proc =
+        Proc::new(&exe, &[&"--floor-once", &reader]).env("PCSCLITE_CSOCK_NAME", env.stack.csock());
+    let true_bin = ["/usr/bin/true", "/bin/true"]
         .into_iter()
-        .map(|(c, r)| (hex::decode(c).expect("hex"), hex::decode(r).expect("hex")))
-        .collect();
-    let floor = Floor {
-        reader: CString::new(reader.clone()).expect("reader name"),
-        apdus,
-    };
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or("true");
     let mut opensc_args: Vec<OsString> =
         vec!["-c".into(), "default".into(), "-r".into(), "0".into()];
     for (c, _) in exchange() {
@@ -1156,6 +1195,16 @@ fn main() {
             "floor",
             "floor: `pcsc` loop in one process (establish, connect, transaction, 6 APDUs, disconnect with reset, release)",
             Action::Floor,
+        ),
+        Row::new(
+            "floor_proc",
+            "floor as a whole process (`scunblock-bench --floor-once`: Rust, libpcsclite only)",
+            Action::Proc(Box::new(floor_proc.clone())),
+        ),
+        Row::new(
+            "true",
+            "process start and exit alone: `true` (C, libc only)",
+            Action::Proc(Box::new(Proc::new(true_bin, &[]))),
         ),
         Row::new(
             "opensc",
@@ -1225,6 +1274,27 @@ fn main() {
         "`scunblock info`",
         Action::Proc(Box::new(env.agent(&[&"info"]))),
     ));
+    if let Some(base) = &o.baseline {
+        let with = |p: Proc| Proc {
+            program: base.clone(),
+            ..p
+        };
+        rows.push(Row::new(
+            "base_agent",
+            "baseline `scunblock unblock --admin-key-file`",
+            Action::Proc(Box::new(with(unblock.clone()))),
+        ));
+        rows.push(Row::new(
+            "base_info",
+            "baseline `scunblock info`",
+            Action::Proc(Box::new(with(env.agent(&[&"info"])))),
+        ));
+        rows.push(Row::new(
+            "base_version",
+            "baseline `scunblock --version`",
+            Action::Proc(Box::new(with(env.agent(&[&"--version"])))),
+        ));
+    }
 
     // Check the C peer really sends our APDUs and gets the expected answers.
     let out = work.join("opensc.out");
@@ -1272,12 +1342,33 @@ fn main() {
         let mut direct = cm(&urls[0], true, false);
         direct.args.push("--request-id".into());
         direct.args.push(ids[o.warmup + o.runs].clone().into());
-        let list: Vec<(&str, Proc)> = vec![
+        let mut list: Vec<(&str, Proc)> = vec![
             ("`scunblock --version`", env.agent(&[&"--version"])),
+            ("`scunblock readers`", env.agent(&[&"readers"])),
+            ("`scunblock info`", env.agent(&[&"info"])),
             ("`scunblock unblock` (local key)", unblock.clone()),
+            (
+                "floor as a process (`scunblock-bench --floor-once`)",
+                floor_proc.clone(),
+            ),
             ("`opensc-tool` ×6 APDUs, reset", opensc_reset.clone()),
             ("`scunblock unblock --cm http://… --request-id`", direct),
         ];
+        if let Some(base) = &o.baseline {
+            for (label, p) in [
+                ("baseline `scunblock --version`", env.agent(&[&"--version"])),
+                ("baseline `scunblock info`", env.agent(&[&"info"])),
+                ("baseline `scunblock unblock` (local key)", unblock.clone()),
+            ] {
+                list.push((
+                    label,
+                    Proc {
+                        program: base.clone(),
+                        ..p
+                    },
+                ));
+            }
+        }
         for (label, p) in list {
             match callgrind(&p, &work) {
                 Ok(n) => instr.push((label.to_string(), n)),
@@ -1370,7 +1461,7 @@ fn write_raw(path: &Path, rows: &[Row], kiosk: &Kiosk) {
                 .iter()
                 .map(|t| {
                     serde_json::json!({"cards": t.cards, "event_ms": t.event_ms,
-                        "read_ms": t.read_ms, "per_card_ms": t.per_card_ms, "spread_ms": t.spread_ms})
+                        "read_ms": t.read_ms, "per_card_ms": t.per_card_ms, "to_start_ms": t.to_start_ms, "spread_ms": t.spread_ms})
                 })
                 .collect(),
         );
@@ -1393,16 +1484,11 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn report(r: &Report) -> String {
-    let row = |k: &str| r.rows.iter().find(|x| x.key == k).expect("row");
+    let row = |k: &str| r.rows.iter().find(|x| x.key == k);
+    let must = |k: &str| row(k).expect("row");
     let med = |s: Option<Stat>| s.map_or(f64::NAN, |s| s.median);
-    let (floor, opensc, opensc_reset, agent) = (
-        row("floor"),
-        row("opensc"),
-        row("opensc_reset"),
-        row("agent"),
-    );
-    let agent_wall = med(agent.wall());
-    let floor_wall = med(floor.wall());
+    let wall = |k: &str| med(must(k).wall());
+    let (agent_wall, floor_wall) = (wall("agent"), wall("floor"));
     let size = fs::metadata(r.agent).map_or(0, |m| m.len());
     let mut s = String::new();
     let o = r.o;
@@ -1428,8 +1514,7 @@ fn report(r: &Report) -> String {
         first_line(o.opensc_tool.to_str().unwrap_or("opensc-tool"), &["--info"])
             .split(" [")
             .next()
-            .unwrap_or("")
-            .to_string(),
+            .unwrap_or(""),
         first_line("/usr/sbin/pcscd", &["--version"])
             .split_whitespace()
             .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
@@ -1439,20 +1524,17 @@ fn report(r: &Report) -> String {
     );
 
     // Targets.
-    let ratio_c = agent_wall / med(opensc_reset.wall());
-    let ratio_c_leave = agent_wall / med(opensc.wall());
-    let cpu = med(agent.cpu());
+    let ratio_c = agent_wall / wall("opensc_reset");
+    let ratio_c_leave = agent_wall / wall("opensc");
+    let cpu = med(must("agent").cpu());
+    let agent_keys = ["agent", "version", "readers", "info"];
     let rss_max = r
         .rows
         .iter()
-        .filter(|x| !matches!(x.action, Action::Floor))
-        .filter(|x| {
-            x.key.starts_with("agent")
-                || x.key.starts_with("cm")
-                || ["version", "readers", "info"].contains(&x.key)
-        })
+        .filter(|x| agent_keys.contains(&x.key) || x.key.starts_with("cm_"))
         .filter_map(|x| x.rss_mib().map(|st| st.max))
         .fold(0.0, f64::max);
+    let rss_unblock = must("agent").rss_mib().map_or(f64::NAN, |st| st.max);
     let kiosk_ratio = match r.kiosk {
         Kiosk::Done { trials, .. } => {
             let m = |n: usize| {
@@ -1472,8 +1554,10 @@ fn report(r: &Report) -> String {
     let _ = writeln!(s, "| measure | target | measured | |\n|---|---|---|---|");
     let _ = writeln!(
         s,
-        "| agent wall / opensc-tool wall, same APDUs | ≤ 1.0 | {ratio_c:.2} ({agent_wall:.2} / {:.2} ms; {ratio_c_leave:.2} against OpenSC's default disconnect, which skips the reset) | {} |",
-        med(opensc_reset.wall()),
+        "| agent wall / opensc-tool wall, same APDUs | ≤ 1.0 | {ratio_c:.2} ({agent_wall:.2} / \
+         {:.2} ms, both resetting the card at disconnect; {ratio_c_leave:.2} against OpenSC's \
+         default disconnect, which leaves it) | {} |",
+        wall("opensc_reset"),
         verdict(ratio_c <= 1.0)
     );
     let _ = writeln!(
@@ -1483,7 +1567,8 @@ fn report(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| agent peak RSS | ≤ 15 MB | {rss_max:.1} MiB (largest of any agent command here) | {} |",
+        "| agent peak RSS | ≤ 15 MB | {rss_unblock:.1} MiB for `unblock` with a local key; \
+         {rss_max:.1} MiB the most of any agent command here (CM over https included) | {} |",
         verdict(rss_max * 1.048_576 <= 15.0)
     );
     match kiosk_ratio {
@@ -1504,19 +1589,26 @@ fn report(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "| Negotiate handshakes per unblock | 1 | not measured here (no KDC in this bench): asserted by `tests/negotiate.rs` (`negotiate_handshakes` = 1) | – |"
+        "| Negotiate handshakes per unblock | 1 | not measured here (no KDC in this bench): \
+         measured by the Negotiate tests (`tests/negotiate.rs` checks `negotiate_handshakes` \
+         = 1 and one handshake line per unblock) | – |"
     );
     let _ = writeln!(
         s,
-        "| agent wall − floor | ≤ 2 ms | {:.2} ms ({agent_wall:.2} − {floor_wall:.2}) | {} |",
+        "| agent wall − floor | ≤ 2 ms | {:.2} ms ({agent_wall:.2} − {floor_wall:.2}); of \
+         which process start of a minimal Rust PC/SC client: {:.2} ms (floor as a process − \
+         floor) | {} |",
         agent_wall - floor_wall,
+        wall("floor_proc") - floor_wall,
         verdict(agent_wall - floor_wall <= 2.0)
     );
     let _ = writeln!(
         s,
-        "\nRatios: agent/floor {:.2}; agent/opensc-tool {ratio_c:.2} (reset), {ratio_c_leave:.2} \
-         (OpenSC default).\n",
-        agent_wall / floor_wall
+        "\nRatios: agent/floor {:.2}, agent/floor as a process {:.2}; agent/opensc-tool \
+         {ratio_c:.2} (both reset the card), {ratio_c_leave:.2} (OpenSC's default \
+         disconnect).\n",
+        agent_wall / floor_wall,
+        agent_wall / wall("floor_proc")
     );
 
     // 1-3.
@@ -1524,14 +1616,14 @@ fn report(r: &Report) -> String {
         s,
         "### One unblock: the same 6 APDUs\n\nMedian (min–max) of {} runs each; wall and \
          CPU in ms, peak RSS in MiB. Whole processes are timed from spawn to `wait4`; CPU is \
-         the child's user+sys from `wait4`. The floor's CPU is this process's own.\n",
+         the child's user+sys from `wait4`. The in-process floor's CPU is the bench's own.\n",
         o.runs
     );
     let _ = writeln!(
         s,
         "| command | wall ms | CPU ms | peak RSS MiB |\n|---|---|---|---|"
     );
-    for x in [floor, opensc, opensc_reset, agent] {
+    let line = |s: &mut String, x: &Row| {
         let rss = if matches!(x.action, Action::Floor) {
             "–".to_string()
         } else {
@@ -1544,7 +1636,18 @@ fn report(r: &Report) -> String {
             fmt_stat(x.wall(), 2),
             fmt_stat(x.cpu(), 2)
         );
-        if matches!(x.action, Action::Floor) {
+    };
+    for k in [
+        "floor",
+        "floor_proc",
+        "true",
+        "opensc",
+        "opensc_reset",
+        "agent",
+    ] {
+        let x = must(k);
+        line(&mut s, x);
+        if k == "floor" {
             let _ = writeln!(
                 s,
                 "| floor: the 6 APDUs alone (first transmit to last answer) | {} | | |",
@@ -1554,15 +1657,25 @@ fn report(r: &Report) -> String {
     }
 
     // 4.
+    let direct = |k: &str| {
+        (
+            wall(k),
+            med(stat(
+                &must(k).http.iter().map(|h| h.0 as f64).collect::<Vec<_>>(),
+            )),
+        )
+    };
     let _ = writeln!(
         s,
-        "\n### Agent via CM (`scunblock-cmserver` on loopback)\n\nExtra per CM call: \
-         (median wall of the row − median wall of the local-key agent) / HTTP calls per run. \
-         Calls and TCP connections per run come from the server's request log (`conn`).\n"
+        "\n### Agent via CM (`scunblock-cmserver` on loopback)\n\nHTTP calls and TCP \
+         connections per run come from the server's request log (`conn`: equal ids = one \
+         reused connection). Extra per run: median wall − the local-key agent's. Per \
+         additional call: (full workflow − `--request-id` run) / the difference in calls (the \
+         workflow also reads the card once more, outside the transaction, before asking CM).\n"
     );
     let _ = writeln!(
         s,
-        "| command | wall ms | CPU ms | peak RSS MiB | HTTP calls / run | TCP connections / run | extra per CM call ms |\n|---|---|---|---|---|---|---|"
+        "| command | wall ms | CPU ms | peak RSS MiB | HTTP calls / run | TCP connections / run | extra per run ms |\n|---|---|---|---|---|---|---|"
     );
     for k in [
         "cm_http_direct",
@@ -1570,7 +1683,7 @@ fn report(r: &Report) -> String {
         "cm_https_direct",
         "cm_https_flow",
     ] {
-        let x = row(k);
+        let x = must(k);
         let calls: BTreeSet<usize> = x.http.iter().map(|h| h.0).collect();
         let conns: BTreeSet<usize> = x.http.iter().map(|h| h.1).collect();
         let show = |set: &BTreeSet<usize>| {
@@ -1579,17 +1692,28 @@ fn report(r: &Report) -> String {
                 .collect::<Vec<_>>()
                 .join(" or ")
         };
-        let ncalls = med(stat(&x.http.iter().map(|h| h.0 as f64).collect::<Vec<_>>()));
-        let extra = (med(x.wall()) - agent_wall) / ncalls;
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {extra:.2} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} |",
             x.label,
             fmt_stat(x.wall(), 2),
             fmt_stat(x.cpu(), 2),
             fmt_stat(x.rss_mib(), 1),
             show(&calls),
-            show(&conns)
+            show(&conns),
+            wall(k) - agent_wall
+        );
+    }
+    for (scheme, d, f) in [
+        ("http", "cm_http_direct", "cm_http_flow"),
+        ("https", "cm_https_direct", "cm_https_flow"),
+    ] {
+        let ((wd, cd), (wf, cf)) = (direct(d), direct(f));
+        let _ = writeln!(
+            s,
+            "\n{scheme}: {:.2} ms per additional CM call ({wf:.2} − {wd:.2} ms over {:.0} calls).",
+            (wf - wd) / (cf - cd),
+            cf - cd
         );
     }
 
@@ -1599,18 +1723,19 @@ fn report(r: &Report) -> String {
         Kiosk::Done { trials, readers } => {
             let _ = writeln!(
                 s,
-                "One watch process over {readers} readers; each round inserts 1, 2 or 4 new \
-                 cards (PIN blocked) at once, waits for every `unblock_succeeded`, removes them. \
-                 Time from the last `card_inserted` to the last `unblock_succeeded`: from the \
-                 events' own timestamps (ms resolution) and from when this process read each \
-                 line (µs clock). Per card: its `card_inserted` to its `unblock_succeeded`. \
-                 Spread: first to last `card_inserted` (pcscd polls each slot on its own ~400 ms \
-                 cycle). Median (min–max) of {} rounds each, ms.\n",
+                "One watch process over {readers} readers (local key, `--new-pin-command` a \
+                 `/bin/sh` script); each round inserts 1, 2 or 4 new cards (PIN blocked) at \
+                 once, waits for every `unblock_succeeded`, removes them. Time from the last \
+                 `card_inserted` to the last `unblock_succeeded`: from when this process read \
+                 each line (µs clock), and from the events' own timestamps (ms resolution). Per \
+                 card: its `card_inserted` to its `unblock_succeeded`. Spread: first to last \
+                 `card_inserted` (pcscd polls each slot on its own ~400 ms cycle, so cards \
+                 inserted at once are seen apart). Median (min–max) of {} rounds each, ms.\n",
                 o.kiosk_runs
             );
             let _ = writeln!(
                 s,
-                "| cards | last insertion → last success (read) | same (event timestamps) | per card | insertion spread |\n|---|---|---|---|---|"
+                "| cards | last insertion → last success | same, event timestamps | per card | per card: insertion → `unblock_started` | insertion spread |\n|---|---|---|---|---|---|"
             );
             for n in [1usize, 2, 4] {
                 let t: Vec<&KioskTrial> = trials.iter().filter(|t| t.cards == n).collect();
@@ -1621,12 +1746,17 @@ fn report(r: &Report) -> String {
                     .iter()
                     .flat_map(|x| x.per_card_ms.iter().copied())
                     .collect();
+                let to_start: Vec<f64> = t
+                    .iter()
+                    .flat_map(|x| x.to_start_ms.iter().copied())
+                    .collect();
                 let _ = writeln!(
                     s,
-                    "| {n} | {} | {} | {} | {} |",
+                    "| {n} | {} | {} | {} | {} | {} |",
                     fmt_stat(f(&|x| x.read_ms), 1),
                     fmt_stat(f(&|x| x.event_ms), 0),
                     fmt_stat(stat(&per), 1),
+                    fmt_stat(stat(&to_start), 1),
                     fmt_stat(f(&|x| x.spread_ms), 0)
                 );
             }
@@ -1653,15 +1783,7 @@ fn report(r: &Report) -> String {
         "| command | wall ms | CPU ms | peak RSS MiB |\n|---|---|---|---|"
     );
     for k in ["version", "readers", "info", "agent"] {
-        let x = row(k);
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} |",
-            x.label,
-            fmt_stat(x.wall(), 2),
-            fmt_stat(x.cpu(), 2),
-            fmt_stat(x.rss_mib(), 1)
-        );
+        line(&mut s, must(k));
     }
     if !r.instr.is_empty() {
         let _ = writeln!(
@@ -1672,6 +1794,34 @@ fn report(r: &Report) -> String {
         let _ = writeln!(s, "| command | instructions |\n|---|---|");
         for (label, n) in r.instr {
             let _ = writeln!(s, "| {label} | {} |", group(*n));
+        }
+    }
+    if let (Some(_), Some(base)) = (row("base_agent"), &o.baseline) {
+        let _ = writeln!(
+            s,
+            "\n### Baseline `{}`, measured in the same round-robin\n",
+            base.display()
+        );
+        let _ = writeln!(
+            s,
+            "| command | baseline wall ms | wall ms | baseline CPU ms | CPU ms | baseline RSS MiB | RSS MiB |\n|---|---|---|---|---|---|---|"
+        );
+        for (b, k, label) in [
+            ("base_agent", "agent", "`unblock` (local key)"),
+            ("base_info", "info", "`info`"),
+            ("base_version", "version", "`--version`"),
+        ] {
+            let (b, k) = (must(b), must(k));
+            let _ = writeln!(
+                s,
+                "| {label} | {} | {} | {} | {} | {} | {} |",
+                fmt_stat(b.wall(), 2),
+                fmt_stat(k.wall(), 2),
+                fmt_stat(b.cpu(), 2),
+                fmt_stat(k.cpu(), 2),
+                fmt_stat(b.rss_mib(), 1),
+                fmt_stat(k.rss_mib(), 1)
+            );
         }
     }
     s
@@ -1689,7 +1839,7 @@ fn group(n: u64) -> String {
     let d = n.to_string();
     let mut out = String::new();
     for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % 3 == 0 {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);

@@ -35,7 +35,11 @@
 //! `--vanish-after-ins XX` processes it (state updated and saved), then closes without
 //! answering and exits 0; `--respond-ins XX=HEX` answers every APDU with INS XX with exactly
 //! those bytes (possibly none) and changes no state (not even the pending challenge: the
-//! exchange is invisible to the card). A vanished APDU is still logged in
+//! exchange is invisible to the card). `--delay-ins XX=MS` stalls MS milliseconds on every
+//! APDU with INS XX before anything else happens to it (the state file lists the APDU
+//! before the stall), e.g. to stop pcscd while the host waits for the answer. Every INS
+//! option also takes `XX+data`: only APDUs with a data field match, so `82+data` hits
+//! EXTERNAL AUTHENTICATE with a cryptogram but never the admin tries query `00 82 00 00`. A vanished APDU is still logged in
 //! `apdus` (and counted) but has no entry in `responses`. An EMPTY response (`XX=`) is sent,
 //! then the connection is closed: vpcd 0.8 waits for more bytes after an empty frame and
 //! only EOF releases the host (which gets 0 bytes, and the card is removed).
@@ -114,8 +118,9 @@ struct VCard {
     save_failed: bool,
     commands: u64,
     vanish_after: Option<u64>,
-    vanish_on_ins: Option<u8>,
-    vanish_after_ins: Option<u8>,
+    vanish_on_ins: Option<card::InsMatch>,
+    vanish_after_ins: Option<card::InsMatch>,
+    delay_ins: Vec<(card::InsMatch, Duration)>,
     quiet: bool,
 }
 
@@ -194,14 +199,25 @@ impl VCard {
     fn command(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
         self.card.receive(apdu);
         self.commands += 1;
-        let ins = apdu[1];
-        if self.vanish_after == Some(self.commands) || self.vanish_on_ins == Some(ins) {
+        let matches = |m: &Option<card::InsMatch>| m.is_some_and(|m| m.matches(apdu));
+        let delay = self.delay_ins.iter().find(|(m, _)| m.matches(apdu)).map(|d| d.1);
+        if let Some(delay) = delay {
+            // Saved first: a test waiting for this APDU sees it while the card stalls.
+            self.save();
+            eprintln!(
+                "vcard: > {} : stalling {} ms",
+                hex::encode(apdu),
+                delay.as_millis()
+            );
+            std::thread::sleep(delay);
+        }
+        if self.vanish_after == Some(self.commands) || matches(&self.vanish_on_ins) {
             eprintln!("vcard: > {} : vanishing unprocessed", hex::encode(apdu));
             self.save();
             return None;
         }
         let response = self.card.process(apdu);
-        if self.vanish_after_ins == Some(ins) {
+        if matches(&self.vanish_after_ins) {
             eprintln!(
                 "vcard: > {} : processed ({}), vanishing unanswered",
                 hex::encode(apdu),
@@ -266,6 +282,7 @@ fn run() -> i32 {
         vanish_after: opts.vanish_after,
         vanish_on_ins: opts.vanish_on_ins,
         vanish_after_ins: opts.vanish_after_ins,
+        delay_ins: opts.delay_ins.clone(),
         quiet: opts.quiet,
     };
     vcard.save();

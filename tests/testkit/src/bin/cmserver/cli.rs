@@ -60,6 +60,7 @@ Authentication:
   --negotiate-keytab KT       require Negotiate (SPNEGO/Kerberos), verified with the service
                               keys in KT, per connection as IIS does (replay cache next to KT)
   --negotiate-spn SVC/HOST    accept only tickets for this service principal
+  --negotiate-per-request     no connection stays signed in (IIS authPersistSingleRequest)
   --negotiate-channel-binding require|wrong
                               check tls-server-end-point bindings of --tls-cert (require), or
                               expect those of another certificate (wrong: every sign-in fails)
@@ -129,6 +130,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut lenient = false;
     let mut auth = AuthGate::default();
     let (mut negotiate_keytab, mut negotiate_spn, mut negotiate_cb) = (None, None, None);
+    let mut negotiate_per_request = false;
     let mut keys = KeyStore::default();
     let mut faults = Faults::default();
     let mut flow = Flow::default();
@@ -266,6 +268,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             }
             "--negotiate-keytab" => negotiate_keytab = Some(PathBuf::from(value()?)),
             "--negotiate-spn" => negotiate_spn = Some(value()?),
+            "--negotiate-per-request" => {
+                flag(&inline)?;
+                negotiate_per_request = true
+            }
             "--negotiate-channel-binding" => {
                 negotiate_cb = Some(crate::negotiate::ChannelBinding::parse(&value()?)?)
             }
@@ -274,17 +280,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     }
 
     auth.negotiate = match (negotiate_keytab, negotiate_spn, negotiate_cb) {
-        (None, None, None) => None,
+        (None, None, None) if !negotiate_per_request => None,
         (Some(keytab), spn, channel_binding) => Some(crate::negotiate::Options {
             keytab,
             spn,
             channel_binding,
+            per_request: negotiate_per_request,
         }),
-        _ => {
-            return Err(
-                "--negotiate-spn/--negotiate-channel-binding need --negotiate-keytab".into(),
-            )
-        }
+        _ => return Err("--negotiate-* options need --negotiate-keytab".into()),
     };
 
     let tls = match (cert, key, client_ca) {

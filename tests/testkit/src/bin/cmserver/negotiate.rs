@@ -9,7 +9,8 @@
 //! `WWW-Authenticate: Negotiate <token>` of the answer. Later requests on that connection need
 //! no `Authorization`. A token that does not verify gets a bare `401` challenge.
 //!
-//! Options: `--negotiate-spn SERVICE/HOST` accepts only tickets for that service (the keytab
+//! Options: `--negotiate-per-request` signs no connection in (IIS authPersistSingleRequest):
+//! every request needs its own handshake. `--negotiate-spn SERVICE/HOST` accepts only tickets for that service (the keytab
 //! may hold more); `--negotiate-channel-binding MODE` checks RFC 5929 tls-server-end-point
 //! bindings computed from `--tls-cert`: `require` (the client must send matching bindings, as
 //! IIS Extended Protection "Require"), `wrong` (the server expects bindings of another
@@ -54,6 +55,9 @@ pub struct Options {
     pub keytab: PathBuf,
     pub spn: Option<String>,
     pub channel_binding: Option<ChannelBinding>,
+    /// `--negotiate-per-request`: no connection stays signed in (IIS
+    /// authPersistSingleRequest=true): every request needs a handshake.
+    pub per_request: bool,
 }
 
 /// What the gate decided for one request.
@@ -160,6 +164,7 @@ mod acceptor {
         spn: Option<String>,
         bindings: Option<Vec<u8>>,
         mode: Option<ChannelBinding>,
+        per_request: bool,
         conns: Mutex<HashMap<u64, Conn>>,
     }
 
@@ -184,6 +189,7 @@ mod acceptor {
                 spn: o.spn.clone(),
                 bindings,
                 mode: o.channel_binding,
+                per_request: o.per_request,
                 conns: Mutex::new(HashMap::new()),
             })
         }
@@ -260,7 +266,9 @@ mod acceptor {
             info.insert("target".into(), json!(target));
             info.insert("mutual".into(), json!(out.is_some()));
             info.insert("channel_bound".into(), json!(bound));
-            conns.insert(conn.id, Conn::SignedIn(user));
+            if !self.per_request {
+                conns.insert(conn.id, Conn::SignedIn(user));
+            }
             Verdict::Pass(out.map(|t| format!("Negotiate {t}")))
         }
     }
@@ -336,6 +344,37 @@ mod acceptor {
                 minor,
             }
             .to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_binding_modes() {
+        assert_eq!(
+            ChannelBinding::parse("require"),
+            Ok(ChannelBinding::Require)
+        );
+        assert_eq!(ChannelBinding::parse("wrong"), Ok(ChannelBinding::Wrong));
+        assert!(ChannelBinding::parse("accept").is_err());
+    }
+
+    #[test]
+    fn options_need_the_keytab() {
+        let parse = |args: &[&str]| crate::cli::parse(args.iter().map(|s| s.to_string()));
+        assert!(parse(&["--negotiate-spn", "HTTP/localhost"]).is_err());
+        assert!(parse(&["--negotiate-per-request"]).is_err());
+        match parse(&["--negotiate-keytab", "/k", "--negotiate-per-request"]) {
+            Ok(crate::cli::Parsed::Run(c)) => {
+                let o = c.auth.negotiate.expect("negotiate options");
+                assert_eq!(o.keytab, PathBuf::from("/k"));
+                assert!(o.per_request);
+                assert_eq!(o.channel_binding, None);
+            }
+            _ => panic!("--negotiate-keytab /k does not parse"),
         }
     }
 }

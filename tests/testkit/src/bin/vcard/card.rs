@@ -47,6 +47,53 @@ impl AdminKey {
     }
 }
 
+/// Which command APDUs a fault option applies to: `XX` matches every APDU with INS XX,
+/// `XX+data` only those with a data field. So `82+data` is EXTERNAL AUTHENTICATE with a
+/// cryptogram, never the admin tries query `00 82 00 00` (INS 82 without data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InsMatch {
+    pub ins: u8,
+    pub with_data: bool,
+}
+
+impl InsMatch {
+    /// Every APDU with this INS.
+    #[cfg(test)]
+    pub fn any(ins: u8) -> InsMatch {
+        InsMatch {
+            ins,
+            with_data: false,
+        }
+    }
+
+    /// `XX` or `XX+data`.
+    pub fn parse(s: &str, parse_byte: impl Fn(&str) -> Result<u8, String>) -> Result<InsMatch, String> {
+        match s.strip_suffix("+data") {
+            Some(ins) => Ok(InsMatch {
+                ins: parse_byte(ins)?,
+                with_data: true,
+            }),
+            None => Ok(InsMatch {
+                ins: parse_byte(s)?,
+                with_data: false,
+            }),
+        }
+    }
+
+    pub fn matches(&self, apdu: &[u8]) -> bool {
+        apdu.get(1) == Some(&self.ins) && (!self.with_data || has_data(apdu))
+    }
+}
+
+/// The APDU carries a data field (Lc): parsed where it parses, else "longer than a
+/// case 2 command".
+pub fn has_data(apdu: &[u8]) -> bool {
+    match Command::parse(apdu) {
+        Ok(cmd) => !cmd.data.is_empty(),
+        Err(_) => apdu.len() > 5,
+    }
+}
+
 /// Card behaviour fixed for the life of the process (from the command line).
 #[derive(Clone)]
 pub struct Config {
@@ -62,8 +109,8 @@ pub struct Config {
     pub verify_empty_counts: bool,
     pub pin_min: usize,
     pub pin_max_len: usize,
-    /// INS -> raw response bytes, answered without any processing.
-    pub respond_ins: Vec<(u8, Vec<u8>)>,
+    /// Matching APDUs -> raw response bytes, answered without any processing.
+    pub respond_ins: Vec<(InsMatch, Vec<u8>)>,
     /// Keep every APDU and response in the log (off: only the counters; for long runs).
     pub log_apdus: bool,
 }
@@ -194,10 +241,8 @@ impl Card {
 
     /// Computes the response APDU and updates the card state.
     pub fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
-        if let Some(ins) = apdu.get(1) {
-            if let Some((_, raw)) = self.config.respond_ins.iter().find(|(i, _)| i == ins) {
-                return raw.clone();
-            }
+        if let Some((_, raw)) = self.config.respond_ins.iter().find(|(m, _)| m.matches(apdu)) {
+            return raw.clone();
         }
         let cmd = match Command::parse(apdu) {
             Ok(cmd) => cmd,
@@ -662,7 +707,17 @@ mod tests {
     fn errors() {
         let mut c = card_with(Config {
             aid: Some(h("A000000397425446590201")),
-            respond_ins: vec![(0xCA, h("0102")), (0xCB, vec![])],
+            respond_ins: vec![
+                (InsMatch::any(0xCA), h("0102")),
+                (InsMatch::any(0xCB), vec![]),
+                (
+                    InsMatch {
+                        ins: 0xCC,
+                        with_data: true,
+                    },
+                    h("6f00"),
+                ),
+            ],
             ..Config::default()
         });
         assert_eq!(tx(&mut c, "00 A4 04 00 0B A000000397425446590201"), "9000");
@@ -676,6 +731,10 @@ mod tests {
         assert_eq!(tx(&mut c, "00 82 00 01"), "6a88");
         assert_eq!(tx(&mut c, "00 CA 00 00 00"), "0102");
         assert_eq!(tx(&mut c, "00 CB"), "");
+        // `CC+data`: only the APDU with a data field is answered by the fault.
+        assert_eq!(tx(&mut c, "00 CC 00 00 02 0102"), "6f00");
+        assert_eq!(tx(&mut c, "00 CC 00 00"), "6d00");
+        assert_eq!(tx(&mut c, "00 CC 00 00 08"), "6d00");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::card::{AdminKey, Config, Persistent};
+use super::card::{AdminKey, Config, InsMatch, Persistent};
 
 /// T=1, historical bytes 80 | 55 "vcard" (category 80, compact-TLV tag 5 = issuer data), TCK.
 pub const DEFAULT_ATR: &str = "3B 87 01 80 55 76 63 61 72 64 31";
@@ -33,14 +33,17 @@ card:
   --t0-chunk N            announce at most N bytes per 61xx (1..256, default 256)
   --sw6c                  answer the first GET CHALLENGE with 6C08
   --verify-empty-counts   an empty VERIFY counts as a failed PIN try
-faults:
+faults (INS is XX: every APDU with INS XX, or XX+data: only those with a data field,
+        e.g. 82+data = EXTERNAL AUTHENTICATE with a cryptogram, not the query 00 82 00 00):
   --vanish-after N        on the Nth command APDU, close the connection unprocessed, exit 0
-  --vanish-on-ins XX      on the first APDU with INS XX, close unprocessed, exit 0
-  --vanish-after-ins XX   process the first APDU with INS XX, then close unanswered, exit 0
+  --vanish-on-ins INS     on the first matching APDU, close unprocessed, exit 0
+  --vanish-after-ins INS  process the first matching APDU, then close unanswered, exit 0
   --vanish-fin            vanish with a normal close, not a TCP reset (vpcd 0.8 gives the
                           host an empty response either way)
-  --respond-ins XX=HEX    answer every APDU with INS XX with exactly HEX (may be empty);
+  --respond-ins INS=HEX   answer every matching APDU with exactly HEX (may be empty);
                           repeatable
+  --delay-ins INS=MS      stall MS milliseconds on every matching APDU before processing
+                          it (the state file already lists it); repeatable
 state:
   --state FILE            load counters/PIN/key from FILE if it exists; rewrite it
                           (atomically) after every APDU and power event
@@ -59,9 +62,11 @@ pub struct Options {
     pub config: Config,
     pub persistent: Persistent,
     pub vanish_after: Option<u64>,
-    pub vanish_on_ins: Option<u8>,
-    pub vanish_after_ins: Option<u8>,
+    pub vanish_on_ins: Option<InsMatch>,
+    pub vanish_after_ins: Option<InsMatch>,
     pub vanish_fin: bool,
+    /// Matching APDUs -> how long to stall before processing them.
+    pub delay_ins: Vec<(InsMatch, Duration)>,
     pub state: Option<PathBuf>,
     pub fresh_state: bool,
     pub quiet: bool,
@@ -88,6 +93,10 @@ fn parse_byte(s: &str) -> Result<u8, String> {
     }
 }
 
+fn parse_ins(s: &str) -> Result<InsMatch, String> {
+    InsMatch::parse(s, parse_byte)
+}
+
 fn parse_num<T: std::str::FromStr>(name: &str, s: &str) -> Result<T, String> {
     s.parse()
         .map_err(|_| format!("{name}: not a number: {s:?}"))
@@ -108,6 +117,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     let mut vanish_on_ins = None;
     let mut vanish_after_ins = None;
     let mut vanish_fin = false;
+    let mut delay_ins = Vec::new();
     let mut state = None;
     let mut fresh_state = false;
     let mut quiet = false;
@@ -156,15 +166,23 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--sw6c" => config.sw6c = true,
             "--verify-empty-counts" => config.verify_empty_counts = true,
             "--vanish-after" => vanish_after = Some(parse_num(&name, &value()?)?),
-            "--vanish-on-ins" => vanish_on_ins = Some(parse_byte(&value()?)?),
-            "--vanish-after-ins" => vanish_after_ins = Some(parse_byte(&value()?)?),
+            "--vanish-on-ins" => vanish_on_ins = Some(parse_ins(&value()?)?),
+            "--vanish-after-ins" => vanish_after_ins = Some(parse_ins(&value()?)?),
             "--vanish-fin" => vanish_fin = true,
             "--respond-ins" => {
                 let v = value()?;
                 let (ins, raw) = v
                     .split_once('=')
                     .ok_or_else(|| format!("--respond-ins wants XX=HEX, got {v:?}"))?;
-                config.respond_ins.push((parse_byte(ins)?, parse_hex(raw)?));
+                config.respond_ins.push((parse_ins(ins)?, parse_hex(raw)?));
+            }
+            "--delay-ins" => {
+                let v = value()?;
+                let (ins, ms) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--delay-ins wants XX=MS, got {v:?}"))?;
+                let ms: u64 = parse_num(&name, ms)?;
+                delay_ins.push((parse_ins(ins)?, Duration::from_millis(ms)));
             }
             "--state" => state = Some(PathBuf::from(value()?)),
             "--fresh-state" => fresh_state = true,
@@ -215,6 +233,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         vanish_on_ins,
         vanish_after_ins,
         vanish_fin,
+        delay_ins,
         state,
         fresh_state,
         quiet,
@@ -266,11 +285,43 @@ mod tests {
         assert_eq!(o.persistent.admin_tries, 5);
         assert_eq!(
             o.config.respond_ins,
-            vec![(0x84, vec![0x6A, 0x82]), (0xCA, vec![])]
+            vec![(InsMatch::any(0x84), vec![0x6A, 0x82]), (InsMatch::any(0xCA), vec![])]
         );
         assert!(o.config.t0);
         assert_eq!(o.config.t0_chunk, 4);
         assert_eq!(o.config.key_ref, 0x80);
+    }
+
+    #[test]
+    fn ins_with_data_and_delays() {
+        let o = run(&[
+            "--respond-ins",
+            "82+data=6985",
+            "--vanish-after-ins=2C",
+            "--vanish-on-ins",
+            "82+data",
+            "--delay-ins",
+            "84=1500",
+            "--delay-ins=82+data=20",
+        ])
+        .unwrap();
+        let ea = InsMatch {
+            ins: 0x82,
+            with_data: true,
+        };
+        assert_eq!(o.config.respond_ins, vec![(ea, vec![0x69, 0x85])]);
+        assert_eq!(o.vanish_on_ins, Some(ea));
+        assert_eq!(o.vanish_after_ins, Some(InsMatch::any(0x2C)));
+        assert_eq!(
+            o.delay_ins,
+            vec![
+                (InsMatch::any(0x84), Duration::from_millis(1500)),
+                (ea, Duration::from_millis(20))
+            ]
+        );
+        assert!(ea.matches(&[0, 0x82, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]));
+        assert!(!ea.matches(&[0, 0x82, 0, 0]));
+        assert!(!ea.matches(&[0, 0x84, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]));
     }
 
     #[test]
@@ -284,6 +335,10 @@ mod tests {
             &["--t0-chunk", "0"],
             &["--vanish-on-ins", "8282"],
             &["--respond-ins", "84"],
+            &["--respond-ins", "82+dat=9000"],
+            &["--delay-ins", "84"],
+            &["--delay-ins", "84=soon"],
+            &["--vanish-after-ins", "+data"],
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
         }
