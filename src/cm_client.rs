@@ -308,7 +308,7 @@ impl CmClient {
                 // Several records (a re-issued card): use the active one if exactly one is.
                 let active: Vec<&Smartcard> = found
                     .iter()
-                    .filter(|s| s.status.eq_ignore_ascii_case("active") || s.status == "1")
+                    .filter(|s| s.status.eq_ignore_ascii_case("active"))
                     .collect();
                 match active.as_slice() {
                     [one] => Ok((*one).clone()),
@@ -511,7 +511,7 @@ fn status_error(status: StatusCode, body: &str, what: &str) -> Error {
                 None => format!("CM had an internal error: {:?}", sanitize(&message)),
             }
         }
-        code => format!("CM answered HTTP {code} to {what}: {:?}", sanitize(body)),
+        code => format!("CM answered HTTP {code}: {:?}", sanitize(body)),
     };
     Error::responder(format!("{msg} (while trying to {what})"))
 }

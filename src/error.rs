@@ -77,6 +77,7 @@ pub enum Error {
 
 fn tries_suffix(t: Tries) -> String {
     match t {
+        Tries::Left(1) => "; 1 admin try left (the LAST one)".into(),
         Tries::Left(n) => format!("; {n} admin tries left"),
         Tries::Blocked => "; the admin key is now blocked".into(),
         _ => String::new(),
@@ -196,7 +197,15 @@ impl Error {
                  (length, characters) and run again"
                     .into(),
             ),
-            Error::Card { .. } | Error::Protocol(_) => Some(
+            Error::Card { step, status, .. } => Some(
+                crate::card::explain_card_error(step, *status)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        "run again with --trace to see the APDUs; check the card profile (--profile)"
+                            .to_string()
+                    }),
+            ),
+            Error::Protocol(_) => Some(
                 "run again with --trace to see the APDUs; check the card profile (--profile)"
                     .into(),
             ),

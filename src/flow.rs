@@ -136,17 +136,18 @@ pub fn run<S: Session>(
         ..Outcome::default()
     };
     let result = unblock(session, applet, responder, new_pin, opts, &mut out);
+    // Tell the responder how it ended: CM completes its request only after a
+    // full success, abandons it when the card refused the response, and
+    // otherwise leaves it open so the same request can be used again.
     let ending = match &result {
-        _ if !out.challenge_sent => None,
+        _ if opts.mode == Mode::DryRun => None,
         Ok(()) => Some(Ending::Succeeded),
-        Err(Error::AdminRejected { .. } | Error::AdminBlocked { .. }) => Some(Ending::Rejected),
-        Err(_) if out.admin_authenticated => Some(Ending::Succeeded),
+        Err(Error::AdminRejected { .. } | Error::AdminBlocked { .. }) if out.challenge_sent => {
+            Some(Ending::Rejected)
+        }
         Err(_) => Some(Ending::Interrupted),
     };
-    let finished = match ending {
-        Some(e) => responder.finish(e),
-        _ => Ok(()),
-    };
+    let finished = ending.map_or(Ok(()), |e| responder.finish(e));
     out.cm = responder.report();
     match result.and(finished) {
         Ok(()) => Ok(out),

@@ -29,6 +29,11 @@ pub fn verbose(msg: impl AsRef<str>) {
     }
 }
 
+/// A line for the person at the terminal, always shown (no prefix).
+pub fn say(msg: impl AsRef<str>) {
+    emit(msg.as_ref());
+}
+
 /// A warning, always shown.
 pub fn warn(msg: impl AsRef<str>) {
     emit(&format!("scunblock: warning: {}", msg.as_ref()));

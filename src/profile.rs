@@ -119,7 +119,7 @@ impl CardProfile {
     /// Parse and validate profile text.
     pub fn from_toml(text: &str) -> Result<CardProfile, String> {
         let mut p: CardProfile = toml::from_str(text).map_err(|e| e.message().to_string())?;
-        if p.name.is_empty() {
+        if p.name.is_empty() || (p.name == "iso" && p != CardProfile::iso()) {
             p.name = "custom".into();
         }
         p.validate()?;

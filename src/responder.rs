@@ -86,6 +86,25 @@ impl Responder for LocalKey {
     }
 }
 
+/// No responder: for runs that authenticate nothing (`--dry-run`).
+pub struct NoResponder;
+
+impl Responder for NoResponder {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+
+    fn respond(
+        &mut self,
+        _challenge: &Challenge,
+        _card: &CardContext,
+    ) -> Result<Cryptogram, Error> {
+        Err(Error::responder(
+            "no admin key source was given; nothing was sent to the card",
+        ))
+    }
+}
+
 /// A person computes the response elsewhere (helpdesk by phone): the
 /// challenge is shown, the response is read from a line of input.
 pub struct Manual<R: BufRead> {
@@ -105,10 +124,10 @@ impl<R: BufRead> Responder for Manual<R> {
 
     fn respond(&mut self, challenge: &Challenge, card: &CardContext) -> Result<Cryptogram, Error> {
         let c = challenge.as_bytes();
-        eprintln!("Card in {}:", card.reader);
-        eprintln!("  challenge (hex):    {}", hex::encode_upper(c));
-        eprintln!("  challenge (base64): {}", B64.encode(c));
-        eprintln!("Enter the response (hex or base64), then Enter:");
+        crate::log::say(format!("Card in {}:", card.reader));
+        crate::log::say(format!("  challenge (hex):    {}", hex::encode_upper(c)));
+        crate::log::say(format!("  challenge (base64): {}", B64.encode(c)));
+        crate::log::say("Enter the response (hex or base64), then Enter:");
         let mut line = String::new();
         let n = self
             .input

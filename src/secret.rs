@@ -152,9 +152,14 @@ fn check_file_mode(
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 && !allow_insecure {
+        let override_flag = match what {
+            "admin key" => " (or pass --allow-insecure-key-file)",
+            "new PIN" => " (or pass --allow-insecure-pin-file)",
+            _ => "",
+        };
         return Err(Error::usage(format!(
             "the {what} file {} has mode {mode:03o}: group or others can read it. \
-             Run `chmod 600 {}` (or pass --allow-insecure-key-file)",
+             Run `chmod 600 {}`{override_flag}",
             path.display(),
             path.display()
         )));

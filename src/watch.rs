@@ -45,6 +45,8 @@ use crate::responder::{CardContext, LocalKey, Responder};
 const WAIT: Duration = Duration::from_secs(2);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Up this long, the service counts as back for good (the backoff resets).
+const STABLE: Duration = Duration::from_secs(10);
 /// After the shutdown timeout: how long helper commands get to be ended.
 const ABORT_GRACE: Duration = Duration::from_secs(2);
 
@@ -213,6 +215,8 @@ struct Watcher {
     ctx: Option<Context>,
     service: Service,
     backoff: Duration,
+    /// When the service last came up.
+    up_since: Instant,
     /// Parallel to `states` minus its last entry, the PnP pseudo-reader.
     slots: Vec<Slot>,
     states: Vec<ReaderState>,
@@ -227,6 +231,7 @@ impl Watcher {
             ctx: None,
             service: Service::Unknown,
             backoff: BACKOFF_START,
+            up_since: Instant::now(),
             slots: Vec::new(),
             states: Vec::new(),
             rescan: true,
@@ -261,7 +266,7 @@ impl Watcher {
                 self.shared.shutdown.set_context(Some(ctx.clone()));
                 self.ctx = Some(ctx);
                 self.service = Service::Up;
-                self.backoff = BACKOFF_START;
+                self.up_since = Instant::now();
                 self.rescan = true;
                 self.states = vec![ReaderState::new(pcsc::PNP_NOTIFICATION(), State::UNAWARE)];
                 self.shared.emit(&Event::new(kind::SERVICE_UP, None));
@@ -279,7 +284,9 @@ impl Watcher {
         }
     }
 
-    /// The service went away: every reader and card with it.
+    /// The service went away: every reader and card with it. The backoff
+    /// starts over only when the service had been up for a while, so a
+    /// service that fails at once is not hammered either.
     fn lost(&mut self, e: pcsc::Error) {
         self.shared
             .emit(&Event::new(kind::SERVICE_LOST, None).with("message", e.to_string()));
@@ -290,8 +297,11 @@ impl Watcher {
         self.shared.shutdown.set_context(None);
         self.ctx = None;
         self.service = Service::Down;
-        self.backoff = BACKOFF_START;
+        if self.up_since.elapsed() >= STABLE {
+            self.backoff = BACKOFF_START;
+        }
         self.shared.shutdown.sleep(self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 
     fn drop_reader(&self, slot: Slot) {

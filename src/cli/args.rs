@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
     about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC",
     long_about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC.\n\n\
         The admin response to the card's challenge comes from a local 3DES admin key, \
-        or is typed in by a person (--manual). Every input is checked before the card \
+        from MIM CM (--cm), or is typed in by a person (--manual). Every input is checked before the card \
         is touched, and the admin response is never retried.\n\n\
         Exit codes: 0 ok, 1 unexpected, 2 bad input (card untouched), 3 PC/SC, reader \
         or card unavailable, 4 card rejected the admin response, 5 admin key blocked or \
@@ -96,15 +96,15 @@ pub struct AuthArgs {
     pub key: KeyArgs,
 
     /// The card's id (GUID, braces optional), reported and passed to responders.
-    #[arg(long, value_name = "GUID")]
+    #[arg(long, value_name = "GUID", help_heading = "Card")]
     pub card_id: Option<String>,
 
     /// Read the ATR and the tries, check them, and send no authentication.
-    #[arg(long)]
+    #[arg(long, help_heading = "Card")]
     pub dry_run: bool,
 
     /// Spend the LAST admin try. Without it, a card with one admin try left is refused.
-    #[arg(long)]
+    #[arg(long, help_heading = "Card")]
     pub force_last_try: bool,
 
     #[command(flatten)]
@@ -186,6 +186,25 @@ pub struct CmArgs {
     pub cm_channel_binding: bool,
 }
 
+impl CmArgs {
+    /// Whether any option that only makes sense with --cm was given.
+    pub fn any_given(&self) -> bool {
+        self.request_id.is_some()
+            || self.smartcard_id.is_some()
+            || self.diversified
+            || self.cm_auth.is_some()
+            || self.cm_token_env.is_some()
+            || self.cm_token_file.is_some()
+            || self.cm_ca_file.is_some()
+            || self.cm_client_cert.is_some()
+            || self.cm_client_key.is_some()
+            || self.allow_http
+            || self.cm_spn.is_some()
+            || self.keytab.is_some()
+            || self.cm_channel_binding
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum CmAuthMode {
     None,
@@ -194,7 +213,11 @@ pub enum CmAuthMode {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "key_source", multiple = false)]
+#[group(skip)]
+#[command(
+    next_help_heading = "Admin response (exactly one source)",
+    group(clap::ArgGroup::new("key_source").multiple(false))
+)]
 pub struct KeyArgs {
     /// File holding the 3DES admin key: 48 or 32 hex digits, or 24 or 16 raw bytes.
     #[arg(long, value_name = "PATH", group = "key_source")]
@@ -218,7 +241,11 @@ pub struct KeyArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "pin_source", multiple = false)]
+#[group(skip)]
+#[command(
+    next_help_heading = "New PIN (at most one source; else a prompt)",
+    group(clap::ArgGroup::new("pin_source").multiple(false))
+)]
 pub struct PinArgs {
     /// Environment variable holding the new PIN.
     #[arg(long, value_name = "VAR", group = "pin_source")]
@@ -239,6 +266,7 @@ pub struct PinArgs {
 
 /// `scunblock watch`: see docs/kiosk.md.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Kiosk")]
 pub struct WatchArgs {
     /// Unblock each inserted card whose PIN is blocked (needs a key source and
     /// --new-pin-command). Without it, only report.
@@ -279,7 +307,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub shutdown_timeout: u64,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Admin response (with --unblock)")]
     pub key: KeyArgs,
 
     #[command(flatten)]

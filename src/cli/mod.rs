@@ -24,7 +24,7 @@ use crate::ids::Guid;
 use crate::negotiate::NegotiateConfig;
 use crate::profile::CardProfile;
 use crate::reader::{self, Connection, ReaderSelector};
-use crate::responder::{LocalKey, Manual, Responder};
+use crate::responder::{LocalKey, Manual, NoResponder, Responder};
 use crate::secret::{self, Pin, Source, Token};
 use crate::transport::Trace;
 
@@ -183,6 +183,11 @@ fn responder(
     if let Some(url) = &k.cm {
         return cm_responder(url, &a.cm, card_id, json);
     }
+    if a.cm.any_given() {
+        return Err(Error::usage(
+            "the MIM CM options (--request-id, --cm-auth, ...) need --cm URL",
+        ));
+    }
     if let Some(key) = admin_key(k)? {
         return Ok(Box::new(LocalKey::new(key)));
     }
@@ -191,7 +196,7 @@ fn responder(
     }
     if mode == Mode::DryRun {
         // Nothing will be authenticated: no key needed.
-        return Ok(Box::new(Manual::new(std::io::empty())));
+        return Ok(Box::new(NoResponder));
     }
     Err(Error::usage(
         "choose where the admin response comes from: --admin-key-file PATH, --admin-key-env VAR, --cm URL or --manual",

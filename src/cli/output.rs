@@ -7,6 +7,23 @@ use crate::error::Error;
 use crate::flow::{Mode, Outcome};
 use crate::reader::ReaderInfo;
 
+/// `println!` without the panic on a closed stdout (`scunblock info | head -1`):
+/// the card's result must never turn into a crash.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// `eprintln!` without the panic on a closed stderr.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 pub struct Reporter {
     json: bool,
     command: &'static str,
@@ -20,7 +37,7 @@ impl Reporter {
     fn emit(&self, mut doc: Value) {
         doc["ok"] = json!(doc.get("ok").cloned().unwrap_or(json!(true)));
         doc["command"] = json!(self.command);
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
 
     pub fn readers(&self, readers: &[ReaderInfo]) {
@@ -29,7 +46,7 @@ impl Reporter {
             return;
         }
         if readers.is_empty() {
-            println!("No readers found.");
+            outln!("No readers found.");
         }
         for r in readers {
             let state = match (r.card_present, r.exclusive, r.mute) {
@@ -38,9 +55,9 @@ impl Reporter {
                 (true, _, _) => "card",
                 _ => "empty",
             };
-            println!("{}: {}  [{}]", r.index, r.name, state);
+            outln!("{}: {}  [{}]", r.index, r.name, state);
             if let Some(atr) = &r.atr {
-                println!("   ATR {atr}");
+                outln!("   ATR {atr}");
             }
         }
     }
@@ -60,25 +77,25 @@ impl Reporter {
             self.emit(doc);
             return;
         }
-        println!("Reader:       {}", o.reader);
-        println!("ATR:          {}", o.atr);
+        outln!("Reader:       {}", o.reader);
+        outln!("ATR:          {}", o.atr);
         for n in &names {
-            println!("              {n}");
+            outln!("              {n}");
         }
         if let Some(atr) = &atr {
             for line in atr.describe() {
-                println!("  {line}");
+                outln!("  {line}");
             }
         }
         for p in &problems {
-            println!("  ATR problem: {p}");
+            outln!("  ATR problem: {p}");
         }
-        println!("Profile:      {}", o.profile);
+        outln!("Profile:      {}", o.profile);
         if let Some(id) = &o.card_id {
-            println!("Card id:      {id}");
+            outln!("Card id:      {id}");
         }
-        println!("PIN tries:    {}", tries_text(o.pin_tries_before, "PIN"));
-        println!("Admin tries:  {}", tries_text(o.admin_tries, "admin key"));
+        outln!("PIN tries:    {}", tries_text(o.pin_tries_before, "PIN"));
+        outln!("Admin tries:  {}", tries_text(o.admin_tries, "admin key"));
     }
 
     pub fn unblocked(&self, mode: Mode, o: &Outcome) {
@@ -88,19 +105,19 @@ impl Reporter {
             self.emit(doc);
             return;
         }
-        println!("Reader:       {}", o.reader);
-        println!("ATR:          {}", o.atr);
+        outln!("Reader:       {}", o.reader);
+        outln!("ATR:          {}", o.atr);
         if let Some(id) = &o.card_id {
-            println!("Card id:      {id}");
+            outln!("Card id:      {id}");
         }
-        println!("Admin tries:  {}", tries_text(o.admin_tries, "admin key"));
-        println!("PIN tries:    {}", tries_text(o.pin_tries_before, "PIN"));
+        outln!("Admin tries:  {}", tries_text(o.admin_tries, "admin key"));
+        outln!("PIN tries:    {}", tries_text(o.pin_tries_before, "PIN"));
         match mode {
-            Mode::DryRun => println!("Dry run: no authentication was sent."),
-            Mode::AuthOnly => println!("Admin authentication: OK ({})", o.responder),
+            Mode::DryRun => outln!("Dry run: no authentication was sent."),
+            Mode::AuthOnly => outln!("Admin authentication: OK ({})", o.responder),
             Mode::Unblock => {
-                println!("Admin authentication: OK ({})", o.responder);
-                println!(
+                outln!("Admin authentication: OK ({})", o.responder);
+                outln!(
                     "New PIN set. PIN tries left: {}",
                     tries_text(o.pin_tries_after, "PIN")
                 );
@@ -129,10 +146,10 @@ impl Reporter {
             }
             self.emit(doc);
         }
-        eprintln!("scunblock: error: {e}");
+        errln!("scunblock: error: {e}");
         if let Some(o) = o {
             if !o.reader.is_empty() {
-                eprintln!(
+                errln!(
                     "  reader {}; admin tries left: {}; PIN tries left: {}",
                     o.reader,
                     tries_text(e.admin_tries().unwrap_or(o.admin_tries), "admin key"),
@@ -141,7 +158,7 @@ impl Reporter {
             }
         }
         if let Some(h) = e.hint() {
-            eprintln!("  next: {h}");
+            errln!("  next: {h}");
         }
     }
 }
@@ -196,8 +213,8 @@ pub fn progress(json: bool, p: &crate::cm_responder::Progress) {
     if json {
         let mut doc = fields;
         doc["event"] = json!(event);
-        eprintln!("{doc}");
+        errln!("{doc}");
     } else {
-        eprintln!("scunblock: {text}");
+        errln!("scunblock: {text}");
     }
 }

@@ -169,10 +169,6 @@ struct Inspection {
 pub fn run(shared: Arc<Shared>, job: Arc<Job>) {
     let mut conn = open(&job.reader);
     let found = inspect(&shared, &job, conn.as_mut().ok());
-    let found = Inspection {
-        error: found.error.or_else(|| conn.as_ref().err().map(clone_error)),
-        ..found
-    };
     job.report_inserted(&shared, &found);
     let mut authenticated = false;
     if shared.cfg.unblock {
@@ -198,28 +194,21 @@ fn open(reader: &str) -> Result<Connection, Error> {
     Connection::open(&ctx, reader, OPEN_WAIT)
 }
 
-/// `Error` is not Clone; keep what reports need.
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Unavailable { message, hint, .. } => {
-            Error::unavailable(message.clone(), hint.clone())
-        }
-        other => Error::Unexpected(other.to_string()),
-    }
-}
-
+/// Read the card's tries and id (read-only queries), and the card id from
+/// `--card-id-command` where the card does not tell it.
 fn inspect(shared: &Shared, job: &Job, conn: Option<&mut Connection>) -> Inspection {
     let mut found = Inspection::default();
-    if let Some(conn) = conn {
-        found.atr = Some(crate::apdu::spaced_hex(conn.atr()));
-        match flow::inspect(conn, shared.applet.as_ref(), &trace(shared, job)) {
-            Ok(o) => {
-                found.pin_tries = o.pin_tries_before;
-                found.admin_tries = o.admin_tries;
-                found.card_id = o.card_id;
-            }
-            Err(f) => found.error = Some(f.error),
+    let Some(conn) = conn else {
+        return found;
+    };
+    found.atr = Some(crate::apdu::spaced_hex(conn.atr()));
+    match flow::inspect(conn, shared.applet.as_ref(), &trace(shared, job)) {
+        Ok(o) => {
+            found.pin_tries = o.pin_tries_before;
+            found.admin_tries = o.admin_tries;
+            found.card_id = o.card_id;
         }
+        Err(f) => found.error = Some(f.error),
     }
     if found.card_id.is_none() && found.error.is_none() {
         if let Some(cmd) = &shared.cfg.card_id_command {

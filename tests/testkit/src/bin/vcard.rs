@@ -200,7 +200,11 @@ impl VCard {
         self.card.receive(apdu);
         self.commands += 1;
         let matches = |m: &Option<card::InsMatch>| m.is_some_and(|m| m.matches(apdu));
-        let delay = self.delay_ins.iter().find(|(m, _)| m.matches(apdu)).map(|d| d.1);
+        let delay = self
+            .delay_ins
+            .iter()
+            .find(|(m, _)| m.matches(apdu))
+            .map(|d| d.1);
         if let Some(delay) = delay {
             // Saved first: a test waiting for this APDU sees it while the card stalls.
             self.save();

@@ -67,7 +67,10 @@ impl InsMatch {
     }
 
     /// `XX` or `XX+data`.
-    pub fn parse(s: &str, parse_byte: impl Fn(&str) -> Result<u8, String>) -> Result<InsMatch, String> {
+    pub fn parse(
+        s: &str,
+        parse_byte: impl Fn(&str) -> Result<u8, String>,
+    ) -> Result<InsMatch, String> {
         match s.strip_suffix("+data") {
             Some(ins) => Ok(InsMatch {
                 ins: parse_byte(ins)?,
@@ -241,7 +244,12 @@ impl Card {
 
     /// Computes the response APDU and updates the card state.
     pub fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
-        if let Some((_, raw)) = self.config.respond_ins.iter().find(|(m, _)| m.matches(apdu)) {
+        if let Some((_, raw)) = self
+            .config
+            .respond_ins
+            .iter()
+            .find(|(m, _)| m.matches(apdu))
+        {
             return raw.clone();
         }
         let cmd = match Command::parse(apdu) {

@@ -285,7 +285,10 @@ mod tests {
         assert_eq!(o.persistent.admin_tries, 5);
         assert_eq!(
             o.config.respond_ins,
-            vec![(InsMatch::any(0x84), vec![0x6A, 0x82]), (InsMatch::any(0xCA), vec![])]
+            vec![
+                (InsMatch::any(0x84), vec![0x6A, 0x82]),
+                (InsMatch::any(0xCA), vec![])
+            ]
         );
         assert!(o.config.t0);
         assert_eq!(o.config.t0_chunk, 4);
