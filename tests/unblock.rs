@@ -375,11 +375,33 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
         );
         assert!(!r.stderr.contains("panicked"));
     }
+    // CM options without --cm are refused, not silently ignored.
+    let r = b.run(&[
+        "unblock",
+        "--admin-key-file",
+        &key,
+        "--new-pin-env",
+        "NEW_PIN",
+        "--request-id",
+        "x",
+    ]);
+    r.expect(2);
+    assert!(r.stderr.contains("need --cm"), "{}", r.stderr);
     assert!(
         apdus(&card.state()).is_empty(),
         "{:?}",
         card.state()["apdus"]
     );
+    // The override flag goes together with the key file.
+    let r = b.run(&[
+        "unblock",
+        "--admin-key-file",
+        &loose,
+        "--allow-insecure-key-file",
+        "--new-pin-env",
+        "NEW_PIN",
+    ]);
+    r.expect(0);
 }
 
 #[test]
