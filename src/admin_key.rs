@@ -87,12 +87,14 @@ impl AdminKey {
             .iter()
             .all(|b| b.is_ascii_hexdigit() || b" \t\r\n:-xX".contains(b));
         if looks_textual && !input.is_empty() {
-            let digits: Zeroizing<Vec<u8>> = Zeroizing::new(
+            // Sized once: a Vec grown by collect() would free copies of the
+            // key's digits on the way, which Zeroizing never sees.
+            let mut digits: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(input.len()));
+            digits.extend(
                 strip_0x(input)
                     .iter()
                     .copied()
-                    .filter(|b| b.is_ascii_hexdigit())
-                    .collect(),
+                    .filter(|b| b.is_ascii_hexdigit()),
             );
             if strip_0x(input).iter().any(|b| *b == b'x' || *b == b'X') {
                 return Err(Error::usage(

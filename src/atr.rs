@@ -509,7 +509,12 @@ pub fn lookup_names(atr: &Atr) -> Vec<String> {
 /// [`lookup_names`] against a list file at `list`.
 pub fn lookup_names_in(list: &Path, atr: &Atr) -> Vec<String> {
     match std::fs::read(list) {
-        Ok(data) => names_from_list(&String::from_utf8_lossy(&data), &atr.hex()),
+        // The strict check is much faster than the lossy one, which only
+        // invalid files need.
+        Ok(data) => match std::str::from_utf8(&data) {
+            Ok(text) => names_from_list(text, &atr.hex()),
+            Err(_) => names_from_list(&String::from_utf8_lossy(&data), &atr.hex()),
+        },
         Err(_) => Vec::new(),
     }
 }

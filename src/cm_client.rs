@@ -179,6 +179,12 @@ impl CmClient {
                 ))
             }
         }
+        if base.scheme() == "http" {
+            // A plain-http CM (--allow-http, test servers) never uses TLS: do not
+            // load the system's root store for it (~18 M instructions, most of a
+            // CM run's CPU; scripts/bench). No roots: any https would fail closed.
+            builder = builder.tls_certs_only(std::iter::empty());
+        }
         let http = builder
             .build()
             .map_err(|e| Error::usage(format!("cannot set up the HTTP client: {}", chain(&e))))?;

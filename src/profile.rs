@@ -212,7 +212,10 @@ impl CardProfile {
 
     /// The PIN as RESET RETRY COUNTER carries it.
     pub fn pin_block(&self, pin: &Pin) -> Zeroizing<Vec<u8>> {
-        let mut block = Zeroizing::new(pin.as_bytes().to_vec());
+        // Allocated at its final size: growing it for the padding would free a
+        // copy of the PIN that Zeroizing never sees.
+        let mut block = Zeroizing::new(Vec::with_capacity(pin.len().max(8)));
+        block.extend_from_slice(pin.as_bytes());
         if self.pin_padding == PinPadding::Ff8 {
             block.resize(8, 0xFF);
         }

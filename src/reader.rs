@@ -294,6 +294,10 @@ impl Connection {
         let tx = match self.card.transaction2() {
             Ok(tx) => tx,
             Err((card, pcsc::Error::ResetCard)) => {
+                crate::log::verbose(
+                    "the card was reset by another process between transactions (nothing of \
+                     this transaction was sent yet): reconnecting",
+                );
                 card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
                     .map_err(|e| transmit_error(e, false))?;
                 card.transaction().map_err(|e| transmit_error(e, false))?

@@ -166,18 +166,26 @@ fn drive_flow(sel: u8, opt: u8, card: FuzzCard) {
     };
     let result = flow::run(&mut session, &applet, &mut key, Some(&pin), &opts);
     let log = &session.card.log;
-    let cryptograms: Vec<usize> = (0..log.len()).filter(|&i| is_cryptogram(&log[i].0)).collect();
+    let cryptograms: Vec<usize> = (0..log.len())
+        .filter(|&i| is_cryptogram(&log[i].0))
+        .collect();
     assert!(cryptograms.len() <= 1, "{} cryptograms", cryptograms.len());
-    let rrc = log.iter().position(|(a, _)| a.get(1) == Some(&ins::RESET_RETRY_COUNTER));
+    let rrc = log
+        .iter()
+        .position(|(a, _)| a.get(1) == Some(&ins::RESET_RETRY_COUNTER));
     if let Some(r) = rrc {
-        let ea = *cryptograms.first().expect("RESET RETRY COUNTER without a cryptogram");
+        let ea = *cryptograms
+            .first()
+            .expect("RESET RETRY COUNTER without a cryptogram");
         assert!(ea < r && mode == Mode::Unblock);
         // The cryptogram's final answer (after any GET RESPONSE chain) was 9000.
         assert_eq!(sw_of(&log[r - 1].1), Some(0x9000));
     }
     if mode == Mode::DryRun {
         assert!(cryptograms.is_empty());
-        assert!(!log.iter().any(|(a, _)| a.get(1) == Some(&ins::GET_CHALLENGE)));
+        assert!(!log
+            .iter()
+            .any(|(a, _)| a.get(1) == Some(&ins::GET_CHALLENGE)));
     }
     let outcome = match &result {
         Ok(o) => Some(o),
@@ -193,7 +201,11 @@ fn drive_flow(sel: u8, opt: u8, card: FuzzCard) {
     }
     if let Err(f) = &result {
         let c = f.error.exit_code();
-        assert!((1..=7).contains(&c) && c != 2 && c != 6, "exit {c}: {}", f.error);
+        assert!(
+            (1..=7).contains(&c) && c != 2 && c != 6,
+            "exit {c}: {}",
+            f.error
+        );
     }
 }
 

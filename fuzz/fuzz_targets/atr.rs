@@ -16,7 +16,12 @@ fuzz_target!(|data: &[u8]| {
         // What `info` shows: every line, the JSON document, the hex form.
         let _ = a.describe();
         let _ = serde_json::to_string(a).expect("an ATR serializes");
-        let _ = (a.protocols(), a.tck_status(), a.historical_info(), a.is_truncated());
+        let _ = (
+            a.protocols(),
+            a.tck_status(),
+            a.historical_info(),
+            a.is_truncated(),
+        );
         let hex = a.hex();
         assert_eq!(
             atr::bytes_from_hex(&hex).expect("our own hex parses"),

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(!p.name.is_empty());
     assert!(p.challenge_len > 0 && p.challenge_len % 8 == 0, "{p:?}");
-    assert!(p.pin_min_len >= 1 && p.pin_min_len <= p.pin_max_len, "{p:?}");
+    assert!(
+        p.pin_min_len >= 1 && p.pin_min_len <= p.pin_max_len,
+        "{p:?}"
+    );
     assert!(p.cla != 0xFF);
     if p.select_aid.is_some() {
         let aid = p.select_aid_bytes().expect("a loaded AID decodes");

@@ -28,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(key) => {
             assert!(key.len() == 16 || key.len() == 24);
             assert!(format!("{key:?}").contains("REDACTED"));
-            let c = key.respond(&Challenge::new(vec![0xA5; 8])).expect("8 bytes");
+            let c = key
+                .respond(&Challenge::new(vec![0xA5; 8]))
+                .expect("8 bytes");
             assert_eq!(c.len(), 8);
             assert_eq!(key.check_value().len(), 6);
         }

@@ -152,14 +152,42 @@ impl Reporter {
                 errln!(
                     "  reader {}; admin tries left: {}; PIN tries left: {}",
                     o.reader,
-                    tries_text(e.admin_tries().unwrap_or(o.admin_tries), "admin key"),
-                    tries_text(e.pin_tries().unwrap_or(o.pin_tries_before), "PIN"),
+                    admin_tries_text(e, o),
+                    pin_tries_text(e, o),
                 );
             }
         }
         if let Some(h) = e.hint() {
             errln!("  next: {h}");
         }
+    }
+}
+
+/// The admin tries after a failed run. The count read before the run is only still
+/// true when the card's verdict on the admin response is known: a run cut off after the
+/// response went out (card removed, pcscd gone, a garbled answer) may have spent a try.
+fn admin_tries_text(e: &Error, o: &Outcome) -> String {
+    match e.admin_tries() {
+        Some(t) => tries_text(t, "admin key"),
+        None if o.challenge_sent && !o.admin_authenticated => format!(
+            "{} before the admin response was sent (the card may have counted it; \
+             `scunblock info` shows the count now)",
+            tries_text(o.admin_tries, "admin key")
+        ),
+        None => tries_text(o.admin_tries, "admin key"),
+    }
+}
+
+/// The PIN tries after a failed run: once the admin authentication succeeded, RESET
+/// RETRY COUNTER may have set the new PIN even though its answer was lost.
+fn pin_tries_text(e: &Error, o: &Outcome) -> String {
+    match e.pin_tries() {
+        Some(t) => tries_text(t, "PIN"),
+        None if o.pin_reset => "unknown (the new PIN was set)".into(),
+        None if o.admin_authenticated => "unknown: the new PIN may have been set \
+             (`scunblock info` shows the PIN tries now)"
+            .into(),
+        None => tries_text(o.pin_tries_before, "PIN"),
     }
 }
 

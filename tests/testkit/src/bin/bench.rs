@@ -132,6 +132,7 @@ fn parse_opts() -> Opts {
             "--no-kiosk" => kiosk = false,
             "--no-callgrind" => callgrind = false,
             "--baseline" => baseline = args.next().map(PathBuf::from),
+            "--monitor" => monitor(),
             "--floor-once" => {
                 // One floor iteration as a whole process (the "floor as a process" row).
                 let reader = args.next().unwrap_or_else(|| die("--floor-once READER"));
@@ -682,15 +683,18 @@ fn round_robin(rows: &mut [Row], floor: &Floor, servers: &mut [CmServer], o: &Op
 
 struct KioskTrial {
     cards: usize,
-    /// Last card_inserted to last unblock_succeeded: event timestamps (ms resolution), and
-    /// the times this process read the lines (µs clock).
+    /// The main figure: the last card's PC/SC insertion (pcscd reports it present; seen by
+    /// a separate monitor process) to the last `unblock_succeeded` line, ms.
+    pcsc_ms: f64,
+    /// Last `card_inserted` to last `unblock_succeeded`, from the events' own timestamps
+    /// (ms resolution).
     event_ms: f64,
-    read_ms: f64,
-    /// Per card: its card_inserted to its unblock_succeeded (read times).
+    /// Per card: PC/SC insertion to its `unblock_succeeded`.
     per_card_ms: Vec<f64>,
-    /// Per card: its card_inserted to its unblock_started (read times).
-    to_start_ms: Vec<f64>,
-    /// First to last card_inserted (read times): how far apart pcscd saw the cards.
+    /// Per card: PC/SC insertion to its `card_inserted` line (the watcher reads the card
+    /// before it reports it).
+    to_report_ms: Vec<f64>,
+    /// First to last PC/SC insertion: how far apart pcscd saw the cards.
     spread_ms: f64,
 }
 
@@ -715,37 +719,103 @@ fn time_of_day_ms(s: &str) -> Option<f64> {
     Some(((h * 60.0 + m) * 60.0 + sec) * 1000.0)
 }
 
-struct Watch {
-    child: Child,
-    lines: Receiver<(Instant, Value)>,
+/// CLOCK_MONOTONIC in ns: one clock for this process and the monitor.
+fn mono_ns() -> u64 {
+    // SAFETY: timespec is plain old data; clock_gettime fills it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-impl Watch {
-    fn next(&self, deadline: Instant) -> Option<(Instant, Value)> {
+fn ms_between(a: u64, b: u64) -> f64 {
+    (b as f64 - a as f64) / 1e6
+}
+
+/// `scunblock-bench --monitor`: print `NS inserted|removed READER` (CLOCK_MONOTONIC) for
+/// every card arriving in or leaving a reader of the stack in PCSCLITE_CSOCK_NAME; `ready`
+/// once armed. The kiosk's independent clock for "the card is in".
+fn monitor() -> ! {
+    use std::io::Write;
+    let ctx = Context::establish(Scope::User).unwrap_or_else(|e| die(format!("monitor: {e}")));
+    let names = ctx
+        .list_readers_owned()
+        .unwrap_or_else(|e| die(format!("monitor: {e}")));
+    let mut states: Vec<pcsc::ReaderState> = names
+        .into_iter()
+        .map(|n| pcsc::ReaderState::new(n, pcsc::State::UNAWARE))
+        .collect();
+    let mut present = vec![false; states.len()];
+    let mut out = std::io::stdout();
+    let mut first = true;
+    loop {
+        match ctx.get_status_change(Duration::from_secs(1), &mut states) {
+            Ok(()) | Err(pcsc::Error::Timeout) => {}
+            Err(e) => die(format!("monitor: {e}")),
+        }
+        let now = mono_ns();
+        for (i, s) in states.iter_mut().enumerate() {
+            let is = s.event_state().contains(pcsc::State::PRESENT);
+            if is != present[i] {
+                present[i] = is;
+                let what = if is { "inserted" } else { "removed" };
+                let _ = writeln!(out, "{now} {what} {}", s.name().to_string_lossy());
+            }
+            s.sync_current_state();
+        }
+        if first {
+            let _ = writeln!(out, "ready");
+            first = false;
+        }
+        if out.flush().is_err() {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// A line from the watcher (JSON event) or from the monitor, with when it was read.
+enum Line {
+    Event(u64, Value),
+    Pcsc(u64, bool, String),
+    Ready,
+}
+
+/// The watcher and the monitor processes, whose output lines arrive on `lines`.
+struct Kids {
+    children: Vec<Child>,
+    lines: Receiver<Line>,
+}
+
+impl Kids {
+    fn next(&self, deadline: Instant) -> Option<Line> {
         match self
             .lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
             Ok(x) => Some(x),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => die("watch exited"),
+            Err(RecvTimeoutError::Disconnected) => die("the watcher or the monitor exited"),
         }
     }
 }
 
-impl Drop for Watch {
+impl Drop for Kids {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        for child in &mut self.children {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for child in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -768,6 +838,46 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
         .unwrap_or_else(|e| die(format!("{}: {e}", pin_cmd.display())));
     fs::set_permissions(&pin_cmd, fs::Permissions::from_mode(0o700))
         .unwrap_or_else(|e| die(format!("{}: {e}", pin_cmd.display())));
+    let (tx, rx) = mpsc::channel();
+    let mut kids = Kids {
+        children: vec![],
+        lines: rx,
+    };
+    // The monitor first, armed before the watcher starts.
+    let mut mon = Command::new(std::env::current_exe().expect("current_exe"))
+        .arg("--monitor")
+        .env("PCSCLITE_CSOCK_NAME", stack.csock())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| die(format!("cannot run the monitor: {e}")));
+    let out = mon.stdout.take().expect("piped");
+    kids.children.push(mon);
+    let txm = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let msg = if line == "ready" {
+                Line::Ready
+            } else {
+                let mut f = line.splitn(3, ' ');
+                let ns = f.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                let inserted = f.next() == Some("inserted");
+                Line::Pcsc(ns, inserted, f.next().unwrap_or("").to_string())
+            };
+            if txm.send(msg).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match kids.next(deadline) {
+            Some(Line::Ready) => break,
+            Some(_) => {}
+            None => die("the PC/SC monitor did not start"),
+        }
+    }
     let err = File::create(o.work.join("watch.stderr")).expect("create watch.stderr");
     let mut child = Command::new(&env.agent)
         .args(["--json", "watch", "--unblock", "--admin-key-file"])
@@ -782,25 +892,24 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
         .spawn()
         .unwrap_or_else(|e| die(format!("cannot run scunblock watch: {e}")));
     let out = child.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
+    kids.children.push(child);
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
-            let at = Instant::now();
+            let at = mono_ns();
             if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if tx.send((at, v)).is_err() {
+                if tx.send(Line::Event(at, v)).is_err() {
                     break;
                 }
             }
         }
     });
-    let watch = Watch { child, lines: rx };
     // Ready: it has reported every reader.
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     while seen.len() < readers {
-        match watch.next(deadline) {
-            Some((_, v)) if v["event"] == "reader_added" => {
+        match kids.next(deadline) {
+            Some(Line::Event(_, v)) if v["event"] == "reader_added" => {
                 seen.insert(v["reader"].to_string());
             }
             Some(_) => {}
@@ -811,9 +920,8 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
         }
     }
     std::thread::sleep(Duration::from_millis(200));
-    while watch.lines.try_recv().is_ok() {}
+    while kids.lines.try_recv().is_ok() {}
 
-    let counts = [1usize, 2, 4];
     let vcard_args = [
         "--challenge",
         CHALLENGE,
@@ -823,9 +931,8 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
         "--no-apdu-log",
     ];
     let mut trials = vec![];
-    let rounds = 1 + o.kiosk_runs;
-    for round in 0..rounds {
-        for &n in &counts {
+    for round in 0..=o.kiosk_runs {
+        for n in [1usize, 2, 4] {
             // Insert n cards at once (vstack returns once each card process runs).
             let spawned: Vec<Child> = (0..n)
                 .map(|slot| {
@@ -849,16 +956,25 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
                     die("vstack card failed");
                 }
             }
-            let mut inserted: BTreeMap<String, (Instant, f64)> = BTreeMap::new();
-            let mut done: BTreeMap<String, (Instant, f64)> = BTreeMap::new();
-            let mut started: BTreeMap<String, Instant> = BTreeMap::new();
+            let mut pcsc_in: BTreeMap<String, u64> = BTreeMap::new();
+            let mut reported: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+            let mut done: BTreeMap<String, (u64, f64)> = BTreeMap::new();
             let deadline = Instant::now() + Duration::from_secs(30);
-            while done.len() < n {
-                let Some((at, v)) = watch.next(deadline) else {
+            while done.len() < n || pcsc_in.len() < n {
+                let Some(line) = kids.next(deadline) else {
                     die(format!(
-                        "kiosk: {n} card(s), only {} unblock_succeeded within 30 s",
+                        "kiosk: {n} card(s): {} seen by PC/SC, {} unblock_succeeded within 30 s",
+                        pcsc_in.len(),
                         done.len()
                     ))
+                };
+                let (at, v) = match line {
+                    Line::Pcsc(ns, true, reader) => {
+                        pcsc_in.insert(reader, ns);
+                        continue;
+                    }
+                    Line::Event(at, v) => (at, v),
+                    _ => continue,
                 };
                 let reader = v["reader"].as_str().unwrap_or("").to_string();
                 let t = v["time"]
@@ -867,10 +983,7 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
                     .unwrap_or(f64::NAN);
                 match v["event"].as_str().unwrap_or("") {
                     "card_inserted" => {
-                        inserted.insert(reader, (at, t));
-                    }
-                    "unblock_started" => {
-                        started.insert(reader, at);
+                        reported.insert(reader, (at, t));
                     }
                     "unblock_succeeded" => {
                         done.insert(reader, (at, t));
@@ -879,36 +992,32 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
                     _ => {}
                 }
             }
-            if inserted.len() != n {
+            if reported.len() != n || done.keys().any(|r| !pcsc_in.contains_key(r)) {
                 die(format!(
-                    "kiosk: {} card_inserted for {n} cards",
-                    inserted.len()
+                    "kiosk: readers do not match: PC/SC {:?}, card_inserted {:?}, done {:?}",
+                    pcsc_in.keys(),
+                    reported.keys(),
+                    done.keys()
                 ));
             }
-            let last = |m: &BTreeMap<String, (Instant, f64)>| {
-                let at = m.values().map(|x| x.0).max().expect("non-empty");
-                let t = m.values().map(|x| x.1).fold(f64::MIN, f64::max);
-                (at, t)
-            };
-            let (ins_at, ins_t) = last(&inserted);
-            let (ok_at, ok_t) = last(&done);
-            let first_ins = inserted.values().map(|x| x.0).min().expect("non-empty");
+            let last_in = *pcsc_in.values().max().expect("n > 0");
+            let first_in = *pcsc_in.values().min().expect("n > 0");
+            let last_ok = done.values().map(|x| x.0).max().expect("n > 0");
+            let last_ok_t = done.values().map(|x| x.1).fold(f64::MIN, f64::max);
+            let last_rep_t = reported.values().map(|x| x.1).fold(f64::MIN, f64::max);
             let trial = KioskTrial {
                 cards: n,
-                event_ms: ok_t - ins_t,
-                read_ms: ok_at.duration_since(ins_at).as_secs_f64() * 1000.0,
+                pcsc_ms: ms_between(last_in, last_ok),
+                event_ms: last_ok_t - last_rep_t,
                 per_card_ms: done
                     .iter()
-                    .map(|(r, (at, _))| at.duration_since(inserted[r].0).as_secs_f64() * 1000.0)
+                    .map(|(r, (at, _))| ms_between(pcsc_in[r], *at))
                     .collect(),
-                to_start_ms: started
+                to_report_ms: reported
                     .iter()
-                    .filter_map(|(r, at)| {
-                        let ins = inserted.get(r)?.0;
-                        Some(at.saturating_duration_since(ins).as_secs_f64() * 1000.0)
-                    })
+                    .filter_map(|(r, (at, _))| Some(ms_between(*pcsc_in.get(r)?, *at)))
                     .collect(),
-                spread_ms: ins_at.duration_since(first_ins).as_secs_f64() * 1000.0,
+                spread_ms: ms_between(first_in, last_in),
             };
             // Remove them all (vstack returns once pcscd has seen each slot empty).
             let removing: Vec<Child> = (0..n)
@@ -930,8 +1039,8 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
             let mut removed = 0;
             let deadline = Instant::now() + Duration::from_secs(10);
             while removed < n {
-                match watch.next(deadline) {
-                    Some((_, v)) if v["event"] == "card_removed" => removed += 1,
+                match kids.next(deadline) {
+                    Some(Line::Event(_, v)) if v["event"] == "card_removed" => removed += 1,
                     Some(_) => {}
                     None => die("kiosk: card_removed events missing"),
                 }
@@ -941,7 +1050,7 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
             }
         }
     }
-    drop(watch);
+    drop(kids);
     drop(stack);
     Kiosk::Done { trials, readers }
 }
@@ -1108,7 +1217,9 @@ fn main() {
 
     // The CM test servers: http and https, the docs card (all-zero key) with one approved
     // request per run of the --request-id rows.
-    let ids = request_ids(o.warmup + o.runs + 4);
+    // Two ranges (the agent's rows and the baseline's), then a few for callgrind.
+    let per_range = o.warmup + o.runs;
+    let ids = request_ids(2 * per_range + 4);
     let mut cm_args: Vec<OsString> = vec![
         "--smartcard".into(),
         format!("{DOCS_SMARTCARD}={DOCS_CARD_ID}").into(),
@@ -1294,6 +1405,22 @@ fn main() {
             "baseline `scunblock --version`",
             Action::Proc(Box::new(with(env.agent(&[&"--version"])))),
         ));
+        let mut r = Row::new(
+            "base_cm_http_direct",
+            "baseline `--cm http://…` `--request-id`",
+            Action::Proc(Box::new(with(cm(&urls[0], true, false)))),
+        );
+        r.cm = Some(0);
+        r.request_ids = Some(ids[per_range..].to_vec());
+        rows.push(r);
+        let mut r = Row::new(
+            "base_cm_https_direct",
+            "baseline `--cm https://…` `--request-id`",
+            Action::Proc(Box::new(with(cm(&urls[1], true, true)))),
+        );
+        r.cm = Some(1);
+        r.request_ids = Some(ids[per_range..].to_vec());
+        rows.push(r);
     }
 
     // Check the C peer really sends our APDUs and gets the expected answers.
@@ -1341,7 +1468,7 @@ fn main() {
         eprintln!("scunblock-bench: callgrind");
         let mut direct = cm(&urls[0], true, false);
         direct.args.push("--request-id".into());
-        direct.args.push(ids[o.warmup + o.runs].clone().into());
+        direct.args.push(ids[2 * per_range].clone().into());
         let mut list: Vec<(&str, Proc)> = vec![
             ("`scunblock --version`", env.agent(&[&"--version"])),
             ("`scunblock readers`", env.agent(&[&"readers"])),
@@ -1461,7 +1588,7 @@ fn write_raw(path: &Path, rows: &[Row], kiosk: &Kiosk) {
                 .iter()
                 .map(|t| {
                     serde_json::json!({"cards": t.cards, "event_ms": t.event_ms,
-                        "read_ms": t.read_ms, "per_card_ms": t.per_card_ms, "to_start_ms": t.to_start_ms, "spread_ms": t.spread_ms})
+                        "pcsc_ms": t.pcsc_ms, "per_card_ms": t.per_card_ms, "to_report_ms": t.to_report_ms, "spread_ms": t.spread_ms})
                 })
                 .collect(),
         );
@@ -1542,7 +1669,7 @@ fn report(r: &Report) -> String {
                     &trials
                         .iter()
                         .filter(|t| t.cards == n)
-                        .map(|t| t.read_ms)
+                        .map(|t| t.pcsc_ms)
                         .collect::<Vec<_>>(),
                 ))
             };
@@ -1723,40 +1850,42 @@ fn report(r: &Report) -> String {
         Kiosk::Done { trials, readers } => {
             let _ = writeln!(
                 s,
-                "One watch process over {readers} readers (local key, `--new-pin-command` a \
+                "One `watch` process over {readers} readers (local key, `--new-pin-command` a \
                  `/bin/sh` script); each round inserts 1, 2 or 4 new cards (PIN blocked) at \
-                 once, waits for every `unblock_succeeded`, removes them. Time from the last \
-                 `card_inserted` to the last `unblock_succeeded`: from when this process read \
-                 each line (µs clock), and from the events' own timestamps (ms resolution). Per \
-                 card: its `card_inserted` to its `unblock_succeeded`. Spread: first to last \
-                 `card_inserted` (pcscd polls each slot on its own ~400 ms cycle, so cards \
-                 inserted at once are seen apart). Median (min–max) of {} rounds each, ms.\n",
+                 once, waits for every `unblock_succeeded`, removes them. Insertion is when \
+                 PC/SC reports the card present, as seen by a separate monitor process \
+                 (`scunblock-bench --monitor`, SCardGetStatusChange; the watcher wakes on the \
+                 same event); the watcher's lines are timed when read (both CLOCK_MONOTONIC). \
+                 Also: last `card_inserted` to last `unblock_succeeded` by the events' own \
+                 timestamps (ms resolution; the watcher reads the card before it reports \
+                 `card_inserted`); per card; and the spread of the insertions (pcscd polls each \
+                 slot on its own ~400 ms cycle, so cards inserted at once are seen apart). \
+                 Median (min–max) of {} rounds each, ms.\n",
                 o.kiosk_runs
             );
             let _ = writeln!(
                 s,
-                "| cards | last insertion → last success | same, event timestamps | per card | per card: insertion → `unblock_started` | insertion spread |\n|---|---|---|---|---|---|"
+                "| cards | last insertion → last `unblock_succeeded` | same, event timestamps (`card_inserted` → `unblock_succeeded`) | per card: insertion → `unblock_succeeded` | per card: insertion → `card_inserted` | insertion spread |\n|---|---|---|---|---|---|"
             );
             for n in [1usize, 2, 4] {
                 let t: Vec<&KioskTrial> = trials.iter().filter(|t| t.cards == n).collect();
                 let f = |g: &dyn Fn(&KioskTrial) -> f64| {
                     stat(&t.iter().map(|x| g(x)).collect::<Vec<_>>())
                 };
-                let per: Vec<f64> = t
-                    .iter()
-                    .flat_map(|x| x.per_card_ms.iter().copied())
-                    .collect();
-                let to_start: Vec<f64> = t
-                    .iter()
-                    .flat_map(|x| x.to_start_ms.iter().copied())
-                    .collect();
+                let all = |g: &dyn Fn(&KioskTrial) -> &Vec<f64>| {
+                    stat(
+                        &t.iter()
+                            .flat_map(|x| g(x).iter().copied())
+                            .collect::<Vec<_>>(),
+                    )
+                };
                 let _ = writeln!(
                     s,
                     "| {n} | {} | {} | {} | {} | {} |",
-                    fmt_stat(f(&|x| x.read_ms), 1),
+                    fmt_stat(f(&|x| x.pcsc_ms), 1),
                     fmt_stat(f(&|x| x.event_ms), 0),
-                    fmt_stat(stat(&per), 1),
-                    fmt_stat(stat(&to_start), 1),
+                    fmt_stat(all(&|x| &x.per_card_ms), 1),
+                    fmt_stat(all(&|x| &x.to_report_ms), 1),
                     fmt_stat(f(&|x| x.spread_ms), 0)
                 );
             }
@@ -1810,6 +1939,16 @@ fn report(r: &Report) -> String {
             ("base_agent", "agent", "`unblock` (local key)"),
             ("base_info", "info", "`info`"),
             ("base_version", "version", "`--version`"),
+            (
+                "base_cm_http_direct",
+                "cm_http_direct",
+                "`unblock --cm http://… --request-id`",
+            ),
+            (
+                "base_cm_https_direct",
+                "cm_https_direct",
+                "`unblock --cm https://… --request-id`",
+            ),
         ] {
             let (b, k) = (must(b), must(k));
             let _ = writeln!(

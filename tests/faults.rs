@@ -1,0 +1,939 @@
+//! The fault-injection matrix (docs/reliability.md): the real binary against a real pcscd +
+//! vpcd + the virtual card, with faults injected by the card (`scunblock-vcard` fault
+//! options), by another PC/SC client (`scunblock-holdcard`), by killing pcscd, and by the
+//! CM test server. Needs root and `cargo build --workspace` (the testkit binaries).
+//!
+//! Every row asserts, through [`check`]: the documented exit code; no panic; at most one
+//! EXTERNAL AUTHENTICATE with data reached the card; no RESET RETRY COUNTER unless the
+//! answer to that EXTERNAL AUTHENTICATE was 9000; and a clear message on stderr (plus the
+//! same exit code in the JSON document). The rows that cannot be produced on pcsc-lite
+//! (a reset by another process INSIDE our transaction) run on a scripted transport.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::cm::CmServer;
+use common::run::{apdus, cryptograms, secret_file, Run, GOLDEN_CHALLENGE, ZERO_KEY};
+use common::stack::{Card, VStack};
+use serde_json::Value;
+
+const PIN: &str = "Ab3$x9Qz";
+/// A key that is not the card's (not 01*24: DES ignores parity, that is the zero key).
+const WRONG_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
+const CARDID: &str = "bc88f13f-83ba-4037-8262-46eba1291c6e";
+const SCID: &str = "17cf063d-e337-4aa9-a822-346554ddd3c9";
+const REQ: &str = "a9b4b42c-cc50-4c9b-89d1-bbc0bcd5a099";
+
+/// One row: its own stack, a card whose PIN is blocked (golden challenge), key files.
+struct Row {
+    stack: VStack,
+    card: Card,
+    dir: tempfile::TempDir,
+}
+
+fn row(card_args: &[&str]) -> Row {
+    let stack = VStack::start(2);
+    let mut args = vec!["--challenge", GOLDEN_CHALLENGE, "--pin-tries", "0"];
+    args.extend_from_slice(card_args);
+    let card = stack.insert(0, &args);
+    Row {
+        stack,
+        card,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Row {
+    fn key(&self, hex: &str) -> String {
+        secret_file(self.dir.path(), "admin.key", format!("{hex}\n").as_bytes())
+            .display()
+            .to_string()
+    }
+
+    /// `scunblock unblock` with the zero key, the new PIN from the environment, --json, and
+    /// `extra` (e.g. `--force-last-try`, `--trace`).
+    fn unblock(&self, extra: &[&str]) -> Run {
+        self.unblock_with_key(ZERO_KEY, extra)
+    }
+
+    fn unblock_with_key(&self, key: &str, extra: &[&str]) -> Run {
+        let key = self.key(key);
+        let mut args = vec![
+            "unblock",
+            "--admin-key-file",
+            &key,
+            "--new-pin-env",
+            "NEW_PIN",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        common::run::scunblock(Some(&self.stack.csock()), args, &[("NEW_PIN", PIN)], None)
+    }
+
+    /// The same, started in the background (for faults injected while it runs).
+    fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scunblock"));
+        cmd.args(args)
+            .env_remove("SCUNBLOCK_READER")
+            .env("PCSCLITE_CSOCK_NAME", self.stack.csock())
+            .env("NEW_PIN", PIN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn scunblock")
+    }
+
+    fn spawn_unblock(&self, extra: &[&str]) -> Child {
+        let key = self.key(ZERO_KEY);
+        let mut args = vec![
+            "unblock",
+            "--admin-key-file",
+            &key,
+            "--new-pin-env",
+            "NEW_PIN",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        self.spawn(&args, &[])
+    }
+
+    /// Waits until the card has received an APDU starting with `prefix` (hex).
+    fn wait_for_apdu(&self, prefix: &str) {
+        self.card.wait_state(Duration::from_secs(10), |s| {
+            apdus(s).iter().any(|a| a.starts_with(prefix))
+        });
+    }
+}
+
+/// Waits for a background scunblock (bounded: a hang fails the row).
+fn finish(child: Child) -> Run {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("scunblock did not finish within 30 s")
+        .expect("wait for scunblock");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The invariants of every row; returns the card's state for the row's own checks.
+fn check(r: &Run, card: &Card, code: i32, message: &str) -> Value {
+    r.expect(code);
+    assert!(
+        r.all().contains(message),
+        "want {message:?} in the output:\n{}",
+        r.all()
+    );
+    if code != 0 && r.stdout.trim_start().starts_with('{') {
+        assert_eq!(r.json()["exit_code"], code, "{}", r.stdout);
+    }
+    let state = card.state();
+    assert_invariants(&state);
+    state
+}
+
+/// At most one cryptogram; RESET RETRY COUNTER only after a 9000 to it.
+fn assert_invariants(state: &Value) {
+    assert!(cryptograms(state) <= 1, "{state:#}");
+    let log = apdus(state);
+    let responses: Vec<String> = state["responses"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(rrc) = log.iter().position(|a| a.starts_with("002c")) {
+        let ea = log
+            .iter()
+            .position(|a| a.starts_with("0082") && a.len() > 10)
+            .expect("RESET RETRY COUNTER without an EXTERNAL AUTHENTICATE");
+        assert!(ea < rrc, "{log:?}");
+        // A vanished APDU is logged but not answered, and only the last one can vanish:
+        // the answers line up with the APDUs before it.
+        assert_eq!(
+            responses.get(ea).map(String::as_str),
+            Some("9000"),
+            "RESET RETRY COUNTER after a rejected admin response: {state:#}"
+        );
+    }
+}
+
+fn count(state: &Value, prefix: &str) -> usize {
+    apdus(state)
+        .iter()
+        .filter(|a| a.starts_with(prefix))
+        .count()
+}
+
+// --- card removed --------------------------------------------------------------------------
+
+#[test]
+fn removed_after_the_atr() {
+    // The first command APDU (the admin tries query) finds the card gone.
+    let r = row(&["--vanish-after", "1"]);
+    let s = check(&r.unblock(&[]), &r.card, 3, "the card was removed");
+    assert_eq!(count(&s, "0084"), 0, "no challenge asked");
+    assert_eq!(cryptograms(&s), 0);
+}
+
+#[test]
+fn removed_after_get_challenge() {
+    // The cryptogram goes out once and finds the card gone (the card never processes it).
+    let r = row(&["--vanish-on-ins", "82+data"]);
+    let run = r.unblock(&[]);
+    let s = check(&run, &r.card, 3, "the card was removed");
+    assert_eq!(s["admin_tries"], 5);
+    assert_eq!(s["rrc"], 0);
+    assert!(run.stderr.contains("scunblock info"), "{}", run.stderr);
+}
+
+#[test]
+fn removed_after_external_authenticate() {
+    // The card processes the cryptogram (right key: authenticated), then is gone.
+    let r = row(&["--vanish-after-ins", "82+data"]);
+    let run = r.unblock(&[]);
+    let s = check(&run, &r.card, 3, "the card was removed");
+    assert_eq!(s["admin_tries"], 5);
+    assert_eq!(s["rrc"], 0);
+    assert_eq!(run.json()["admin_authenticated"], false);
+    assert_eq!(run.json()["challenge_sent"], true);
+}
+
+#[test]
+fn removed_after_a_wrong_external_authenticate() {
+    // The card counts the wrong cryptogram, then is gone before it can say so: the user is
+    // told the try may be spent and how to see the count.
+    let r = row(&["--vanish-after-ins", "82+data"]);
+    let run = r.unblock_with_key(WRONG_KEY, &[]);
+    let s = check(&run, &r.card, 3, "the card was removed");
+    assert_eq!(s["admin_tries"], 4);
+    assert!(run.stderr.contains("may have"), "{}", run.stderr);
+    assert!(run.stderr.contains("scunblock info"), "{}", run.stderr);
+}
+
+#[test]
+fn removed_before_reset_retry_counter_answers() {
+    // RESET RETRY COUNTER is processed (the PIN is set) but its answer never comes.
+    let r = row(&["--vanish-after-ins", "2C"]);
+    let run = r.unblock(&[]);
+    let s = check(&run, &r.card, 3, "the card was removed");
+    assert_eq!(s["rrc"], 1);
+    assert_eq!(s["pin"], PIN, "the card did set the PIN");
+    assert_eq!(run.json()["admin_authenticated"], true);
+    assert!(run.stderr.contains("may have been set"), "{}", run.stderr);
+}
+
+// --- reset by another process --------------------------------------------------------------
+
+/// `scunblock-holdcard` (tests/testkit/src/bin/holdcard.rs), next to the scunblock binary.
+fn holdcard_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_scunblock"))
+        .parent()
+        .expect("a target directory")
+        .join(format!(
+            "scunblock-holdcard{}",
+            std::env::consts::EXE_SUFFIX
+        ));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run cargo build --workspace first (or cargo test --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// Another PC/SC client on the stack's reader 0; returns once it printed `held`.
+struct Holder {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Holder {
+    fn start(stack: &VStack, args: &[&str]) -> Holder {
+        let mut child = Command::new(holdcard_bin())
+            .arg("--reader")
+            .arg(stack.reader_name(0))
+            .args(args)
+            .env("PCSCLITE_CSOCK_NAME", stack.csock())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn scunblock-holdcard");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Holder { child, lines }
+    }
+
+    /// The next line, within `timeout`.
+    fn line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    fn wait(mut self) -> i32 {
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn reset_by_another_process_waits_for_our_transaction() {
+    // pcsc-lite queues another client's SCardConnect/SCardReconnect(RESET) while a
+    // transaction is held: the reset cannot land inside the flow. Measured: the other
+    // client only gets the card once the run is over, then resets it. (The mid-transaction
+    // case other stacks can produce is the scripted row below.)
+    let r = row(&["--delay-ins", "84=2000"]);
+    let run = r.spawn_unblock(&["--trace"]);
+    r.wait_for_apdu("0084");
+    let holder = Holder::start(&r.stack, &["--mode", "reset"]);
+    assert_eq!(
+        holder.line(Duration::from_millis(1000)),
+        None,
+        "the other client got the card during our transaction"
+    );
+    let run = finish(run);
+    let s = check(&run, &r.card, 0, "\"pin_reset\": true");
+    assert_eq!(holder.line(Duration::from_secs(10)).as_deref(), Some("held"));
+    assert_eq!(
+        holder.line(Duration::from_secs(10)).as_deref(),
+        Some("reset ok")
+    );
+    assert_eq!(holder.wait(), 0);
+    assert_eq!(s["pin"], PIN);
+    assert_eq!(cryptograms(&s), 1);
+}
+
+#[test]
+fn reset_between_the_cm_transactions_reconnects() {
+    // With --cm the flow reads the card, waits for CM's approval OUTSIDE any transaction,
+    // then runs the challenge/response transaction. A reset in between is answered by one
+    // reconnect (nothing of the second transaction was sent yet), and the run completes.
+    let r = row(&[]);
+    let cm = CmServer::start(&["--approve-after", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    let profile = long_pin_profile(dir.path());
+    let run = r.spawn(
+        &[
+            "unblock",
+            "--profile",
+            &profile,
+            "--cm",
+            &cm.url,
+            "--allow-http",
+            "--cm-auth",
+            "none",
+            "--card-id",
+            CARDID,
+            "--approval-poll",
+            "0.3",
+            "--new-pin-env",
+            "NEW_PIN",
+            "--json",
+            "-v",
+        ],
+        &[],
+    );
+    // The first transaction is over once CM has been asked for the smartcard.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cm.requests_to("create-request").is_empty() {
+        assert!(Instant::now() < deadline, "no CM request created");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let holder = Holder::start(&r.stack, &["--mode", "reset"]);
+    assert_eq!(holder.line(Duration::from_secs(5)).as_deref(), Some("held"));
+    assert_eq!(
+        holder.line(Duration::from_secs(5)).as_deref(),
+        Some("reset ok")
+    );
+    let run = finish(run);
+    let s = check(
+        &run,
+        &r.card,
+        0,
+        "reset by another process between transactions",
+    );
+    assert!(s["resets"].as_u64() >= Some(1), "{s:#}");
+    assert_eq!(s["pin"], PIN);
+    assert_eq!(cryptograms(&s), 1);
+}
+
+/// A card profile allowing the CM tests' PIN (as tests/cm.rs does).
+fn long_pin_profile(dir: &Path) -> String {
+    let p = dir.join("p.toml");
+    std::fs::write(&p, "pin_max_len = 12\n").unwrap();
+    p.display().to_string()
+}
+
+/// SCARD_W_RESET_CARD inside the transaction (Windows resets a card held idle in a
+/// transaction for 5 s; pcsc-lite cannot produce it, see above): on a scripted transport,
+/// at each step after the admin tries query.
+#[test]
+fn reset_mid_transaction_scripted() {
+    use scunblock::admin_key::AdminKey;
+    use scunblock::card::IsoApplet;
+    use scunblock::flow::{self, Mode, Options, ScriptedSession};
+    use scunblock::profile::CardProfile;
+    use scunblock::responder::LocalKey;
+    use scunblock::secret::Pin;
+    use scunblock::transport::{ScriptFault, ScriptedTransport, Trace};
+
+    let steps = [
+        ("00820000", "63C5"),
+        ("00200080", "6983"),
+        ("0084000008", "D61143F9CCFFD2CA9000"),
+        ("008200000817466E766E303CB6", "9000"),
+        ("002C028008416233247839517A", "9000"),
+    ];
+    for at in 1..steps.len() {
+        let mut t = ScriptedTransport::new();
+        for (cmd, resp) in &steps[..at] {
+            t = t.expect(cmd, resp);
+        }
+        t = t.fault(steps[at].0, ScriptFault::Reset);
+        let mut session = ScriptedSession {
+            transport: t,
+            atr: vec![0x3B, 0x02, 0x14, 0x50],
+        };
+        let applet = IsoApplet::new(CardProfile::iso());
+        let mut key = LocalKey::new(AdminKey::from_bytes(&[0; 24]).unwrap());
+        let pin = Pin::new(zeroize::Zeroizing::new(PIN.as_bytes().to_vec()));
+        let opts = Options {
+            mode: Mode::Unblock,
+            force_last_try: false,
+            trace: Trace::off(),
+            card_id: None,
+        };
+        let f = flow::run(&mut session, &applet, &mut key, Some(&pin), &opts).unwrap_err();
+        assert_eq!(f.error.exit_code(), 3, "reset at step {at}: {}", f.error);
+        assert!(
+            f.error.to_string().contains("reset by another process"),
+            "{}",
+            f.error
+        );
+        let sent = &session.transport.received;
+        assert_eq!(sent.len(), at + 1, "nothing after the reset");
+        let cryptograms = sent.iter().filter(|a| a.len() > 5 && a[1] == 0x82).count();
+        assert!(cryptograms <= 1);
+        let o = f.outcome.unwrap();
+        assert_eq!(o.challenge_sent, at >= 3);
+        assert_eq!(o.admin_authenticated, at >= 4);
+    }
+}
+
+// --- another process holds the card --------------------------------------------------------
+
+#[test]
+fn exclusive_holder_without_wait_exits_3_at_once() {
+    let r = row(&[]);
+    let holder = Holder::start(&r.stack, &["--mode", "exclusive", "--hold", "10"]);
+    assert_eq!(holder.line(Duration::from_secs(5)).as_deref(), Some("held"));
+    let started = Instant::now();
+    let run = r.unblock(&[]);
+    let s = check(&run, &r.card, 3, "another process holds the card");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(run.stderr.contains("--wait-card"), "{}", run.stderr);
+    assert!(apdus(&s).is_empty());
+}
+
+#[test]
+fn exclusive_holder_past_wait_card_exits_3() {
+    let r = row(&[]);
+    let holder = Holder::start(&r.stack, &["--mode", "exclusive", "--hold", "10"]);
+    assert_eq!(holder.line(Duration::from_secs(5)).as_deref(), Some("held"));
+    let started = Instant::now();
+    let run = r.unblock(&["--wait-card", "2"]);
+    let took = started.elapsed();
+    let s = check(&run, &r.card, 3, "exclusively (waited 2 s)");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert!(apdus(&s).is_empty());
+}
+
+#[test]
+fn exclusive_holder_that_releases_in_time() {
+    let r = row(&[]);
+    let holder = Holder::start(&r.stack, &["--mode", "exclusive", "--hold", "1.5"]);
+    assert_eq!(holder.line(Duration::from_secs(5)).as_deref(), Some("held"));
+    let started = Instant::now();
+    let run = r.unblock(&["--wait-card", "10"]);
+    let s = check(&run, &r.card, 0, "");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(holder.wait(), 0);
+    assert_eq!(s["pin"], PIN);
+    assert_eq!(cryptograms(&s), 1);
+}
+
+#[test]
+fn transaction_holder_is_waited_for() {
+    // Another client inside a transaction (shared mode): pcscd queues our connect until it
+    // ends, whatever --wait-card says (pcsc-lite gives no way to bound that wait). The run
+    // then completes normally.
+    let r = row(&[]);
+    let holder = Holder::start(&r.stack, &["--mode", "transaction", "--hold", "1.5"]);
+    assert_eq!(holder.line(Duration::from_secs(5)).as_deref(), Some("held"));
+    let started = Instant::now();
+    let s = check(&r.unblock(&[]), &r.card, 0, "");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(holder.wait(), 0);
+    assert_eq!(s["pin"], PIN);
+}
+
+// --- pcscd killed --------------------------------------------------------------------------
+
+#[test]
+fn pcscd_killed_during_get_challenge() {
+    let r = row(&["--delay-ins", "84=5000"]);
+    let run = r.spawn_unblock(&[]);
+    r.wait_for_apdu("0084");
+    r.stack.kill_pcscd();
+    let run = finish(run);
+    let s = check(&run, &r.card, 3, "pcscd");
+    assert_eq!(cryptograms(&s), 0);
+    assert_eq!(s["admin_tries"], 5);
+    assert_eq!(run.json()["challenge_sent"], false);
+}
+
+#[test]
+fn pcscd_killed_after_admin_authentication() {
+    // The admin response was accepted; pcscd dies while RESET RETRY COUNTER is pending.
+    let r = row(&["--delay-ins", "2C=5000"]);
+    let run = r.spawn_unblock(&[]);
+    r.wait_for_apdu("002c");
+    r.stack.kill_pcscd();
+    let run = finish(run);
+    check(&run, &r.card, 3, "pcscd");
+    assert_eq!(run.json()["admin_authenticated"], true);
+    assert!(run.stderr.contains("may have been set"), "{}", run.stderr);
+}
+
+#[test]
+fn pcscd_killed_while_cm_approves() {
+    // Between the CM workflow's two transactions: the second one finds no pcscd; the card
+    // never saw a challenge, and the CM request is left open for a re-run.
+    let r = row(&[]);
+    let cm = CmServer::start(&["--approve-after", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    let profile = long_pin_profile(dir.path());
+    let run = r.spawn(
+        &[
+            "unblock",
+            "--profile",
+            &profile,
+            "--cm",
+            &cm.url,
+            "--allow-http",
+            "--cm-auth",
+            "none",
+            "--card-id",
+            CARDID,
+            "--approval-poll",
+            "0.3",
+            "--new-pin-env",
+            "NEW_PIN",
+            "--json",
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cm.requests_to("get-request").is_empty() {
+        assert!(Instant::now() < deadline, "no approval poll");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r.stack.kill_pcscd();
+    let run = finish(run);
+    let s = check(&run, &r.card, 3, "pcscd");
+    assert_eq!(count(&s, "0084"), 0);
+    assert_eq!(cryptograms(&s), 0);
+    assert!(
+        run.stderr.contains("cm_request_left_open"),
+        "{}",
+        run.stderr
+    );
+}
+
+// --- what the card answers -----------------------------------------------------------------
+
+#[test]
+fn empty_answer_to_get_challenge() {
+    // vpcd 0.8 only delivers an empty answer when the card closes the connection: the host
+    // sees 0 bytes, PC/SC then reports the card gone.
+    let r = row(&["--respond-ins", "84="]);
+    let s = check(&r.unblock(&[]), &r.card, 3, "the card was removed");
+    assert_eq!(cryptograms(&s), 0);
+}
+
+#[test]
+fn empty_answer_to_external_authenticate() {
+    let r = row(&["--respond-ins", "82+data="]);
+    let s = check(&r.unblock(&[]), &r.card, 3, "the card was removed");
+    assert_eq!(s["admin_tries"], 5, "the card never processed it");
+    assert_eq!(s["rrc"], 0);
+}
+
+#[test]
+fn one_byte_answer_to_get_challenge() {
+    let r = row(&["--respond-ins", "84=90"]);
+    let s = check(
+        &r.unblock(&[]),
+        &r.card,
+        1,
+        "answered 1 byte(s) to 00 84: a response needs at least a status word",
+    );
+    assert_eq!(cryptograms(&s), 0);
+}
+
+#[test]
+fn one_byte_answer_to_external_authenticate() {
+    let r = row(&["--respond-ins", "82+data=90"]);
+    let s = check(&r.unblock(&[]), &r.card, 1, "answered 1 byte(s) to 00 82");
+    assert_eq!(cryptograms(&s), 1);
+    assert_eq!(s["rrc"], 0);
+}
+
+#[test]
+fn unknown_status_word_to_get_challenge() {
+    let r = row(&["--respond-ins", "84=6F00"]);
+    let s = check(
+        &r.unblock(&[]),
+        &r.card,
+        1,
+        "GET CHALLENGE: the card answered SW 6F00",
+    );
+    assert_eq!(cryptograms(&s), 0);
+}
+
+#[test]
+fn unknown_status_word_to_external_authenticate() {
+    let r = row(&["--respond-ins", "82+data=6F00"]);
+    let run = r.unblock(&[]);
+    let s = check(
+        &run,
+        &r.card,
+        1,
+        "EXTERNAL AUTHENTICATE: the card answered SW 6F00",
+    );
+    assert_eq!(s["rrc"], 0);
+    assert_eq!(run.json()["error"]["sw"], "6F00");
+}
+
+#[test]
+fn challenge_lost_6985() {
+    let r = row(&["--respond-ins", "82+data=6985"]);
+    let run = r.unblock(&[]);
+    let s = check(&run, &r.card, 1, "SW 6985");
+    assert!(run.stderr.contains("lost the challenge"), "{}", run.stderr);
+    assert_eq!(s["rrc"], 0);
+    assert_eq!(cryptograms(&s), 1, "not retried");
+}
+
+#[test]
+fn key_not_set_6a88() {
+    // A real 6A88: the card's admin key sits at another reference (P2 01).
+    let r = row(&["--key-ref", "01"]);
+    let run = r.unblock(&[]);
+    let s = check(&run, &r.card, 1, "SW 6A88");
+    assert!(run.stderr.contains("ext_auth_p2"), "{}", run.stderr);
+    assert_eq!(s["admin_tries"], 5);
+    assert_eq!(cryptograms(&s), 1);
+}
+
+#[test]
+fn external_authenticate_unsupported_6d00() {
+    // The card knows no INS 82 at all: the tries query says nothing, the cryptogram 6D00.
+    let r = row(&["--respond-ins", "82=6D00"]);
+    let run = r.unblock(&[]);
+    let s = check(&run, &r.card, 1, "SW 6D00");
+    assert!(
+        run.stderr.contains("another card profile"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(cryptograms(&s), 1);
+    assert_eq!(s["rrc"], 0);
+}
+
+#[test]
+fn nine_byte_challenge() {
+    let r = row(&["--respond-ins", "84=D61143F9CCFFD2CA009000"]);
+    let s = check(&r.unblock(&[]), &r.card, 1, "9-byte challenge");
+    assert_eq!(cryptograms(&s), 0, "no response computed or sent");
+}
+
+#[test]
+fn t0_chains_of_61xx() {
+    let r = row(&["--t0", "--t0-chunk", "3"]);
+    let s = check(&r.unblock(&["--trace"]), &r.card, 0, "\"pin_reset\": true");
+    assert!(count(&s, "00c00000") >= 3, "{:?}", apdus(&s));
+    assert_eq!(s["pin"], PIN);
+}
+
+#[test]
+fn endless_61xx_is_cut_off() {
+    // Every GET RESPONSE gives one byte and 6101 again.
+    let r = row(&["--respond-ins", "84=6108", "--respond-ins", "C0=006101"]);
+    let s = check(&r.unblock(&[]), &r.card, 1, "kept answering 61xx");
+    assert_eq!(count(&s, "00c0"), 64);
+    assert_eq!(cryptograms(&s), 0);
+}
+
+#[test]
+fn wrong_le_6cxx_is_resent_once() {
+    let r = row(&["--sw6c"]);
+    let s = check(&r.unblock(&[]), &r.card, 0, "");
+    assert_eq!(count(&s, "0084"), 2);
+    assert_eq!(s["pin"], PIN);
+}
+
+#[test]
+fn repeated_6cxx_is_not_resent_again() {
+    let r = row(&["--respond-ins", "84=6C08"]);
+    let s = check(&r.unblock(&[]), &r.card, 1, "SW 6C08");
+    assert_eq!(count(&s, "0084"), 2);
+    assert_eq!(cryptograms(&s), 0);
+}
+
+#[test]
+fn six_c_to_the_cryptogram_is_never_resent() {
+    let r = row(&["--respond-ins", "82+data=6C08"]);
+    let s = check(&r.unblock(&[]), &r.card, 1, "SW 6C08");
+    assert_eq!(cryptograms(&s), 1);
+    assert_eq!(s["rrc"], 0);
+}
+
+// --- RESET RETRY COUNTER rejected, admin tries -----------------------------------------------
+
+#[test]
+fn reset_retry_counter_rejected_6a80() {
+    let r = row(&["--pin-max-len", "6"]);
+    let run = r.unblock(&[]);
+    let s = check(&run, &r.card, 7, "SW 6A80");
+    assert!(
+        run.stderr.contains("PIN tries left: 0 (blocked)"),
+        "{}",
+        run.stderr
+    );
+    let doc = run.json();
+    assert_eq!(doc["pin_tries_after"], 0);
+    assert_eq!(doc["error"]["sw"], "6A80");
+    assert_eq!(s["rrc"], 1);
+}
+
+#[test]
+fn last_admin_try_is_refused_without_the_flag() {
+    let r = row(&["--admin-tries", "1"]);
+    let run = r.unblock(&[]);
+    let s = check(&run, &r.card, 5, "only ONE admin try is left");
+    assert!(run.stderr.contains("--force-last-try"), "{}", run.stderr);
+    assert_eq!(count(&s, "0084"), 0);
+    assert_eq!(cryptograms(&s), 0);
+    assert_eq!(run.json()["admin_tries"], 1);
+}
+
+#[test]
+fn last_admin_try_is_spent_with_the_flag() {
+    let r = row(&["--admin-tries", "1"]);
+    let run = r.unblock(&["--force-last-try"]);
+    let s = check(&run, &r.card, 0, "spending the LAST admin try");
+    assert_eq!(cryptograms(&s), 1);
+    assert_eq!(s["admin_tries"], 5, "a right response restores the count");
+    assert_eq!(s["pin"], PIN);
+}
+
+#[test]
+fn last_admin_try_spent_on_a_wrong_key_blocks() {
+    let r = row(&["--admin-tries", "1"]);
+    let run = r.unblock_with_key(WRONG_KEY, &["--force-last-try"]);
+    let s = check(&run, &r.card, 5, "blocked");
+    assert_eq!(cryptograms(&s), 1);
+    assert_eq!(s["admin_tries"], 0);
+    assert_eq!(s["rrc"], 0);
+}
+
+#[test]
+fn blocked_admin_key_sends_nothing() {
+    let r = row(&["--admin-tries", "0"]);
+    let s = check(&r.unblock(&["--force-last-try"]), &r.card, 5, "blocked");
+    assert_eq!(count(&s, "0084"), 0);
+}
+
+// --- CM (the rest of the CM failures are in tests/cm.rs) -----------------------------------
+
+/// `unblock --cm` with the docs' ids against `cm`, plus `extra`.
+fn cm_unblock(r: &Row, cm: &CmServer, ids: bool, extra: &[&str]) -> Run {
+    let profile = long_pin_profile(r.dir.path());
+    let mut args = vec![
+        "unblock",
+        "--profile",
+        &profile,
+        "--cm",
+        &cm.url,
+        "--allow-http",
+        "--cm-auth",
+        "none",
+        "--card-id",
+        CARDID,
+        "--new-pin-env",
+        "NEW_PIN",
+        "--json",
+    ];
+    if ids {
+        args.extend_from_slice(&["--request-id", REQ, "--smartcard-id", SCID]);
+    }
+    args.extend_from_slice(extra);
+    r.run(&args)
+}
+
+#[test]
+fn cm_workflow_failures_send_no_cryptogram() {
+    let r = row(&[]);
+    let other_card = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let ops = format!("{SCID}=renew,retire");
+    let cases: Vec<(Vec<&str>, Vec<&str>, &str)> = vec![
+        (
+            vec!["--approve-after", "1000"],
+            vec!["--approval-poll", "0.1", "--approval-timeout", "1"],
+            "not approved within 1 s",
+        ),
+        (vec!["--operations", &ops], vec![], "does not offer unblock"),
+        (
+            vec!["--fail", "smartcards=503"],
+            vec![],
+            "CM answered HTTP 503",
+        ),
+        (
+            vec!["--fail", "create-request=500"],
+            vec![],
+            "CM had an internal error",
+        ),
+        (
+            vec!["--fail", "get-request=403"],
+            vec!["--approval-poll", "0.1"],
+            "CM denied access",
+        ),
+        (
+            vec!["--approve-after", "1", "--deny"],
+            vec!["--approval-poll", "0.1"],
+            "denied",
+        ),
+    ];
+    for (server, client, message) in cases {
+        let cm = CmServer::start(&server);
+        let run = cm_unblock(&r, &cm, false, &client);
+        let s = check(&run, &r.card, 6, message);
+        assert_eq!(cryptograms(&s), 0, "{server:?}");
+        assert_eq!(
+            count(&s, "0084"),
+            0,
+            "{server:?}: no challenge while CM fails"
+        );
+    }
+    // A card id CM does not know.
+    let cm = CmServer::start(&[]);
+    let profile = long_pin_profile(r.dir.path());
+    let run = r.run(&[
+        "unblock",
+        "--profile",
+        &profile,
+        "--cm",
+        &cm.url,
+        "--allow-http",
+        "--cm-auth",
+        "none",
+        "--card-id",
+        other_card,
+        "--new-pin-env",
+        "NEW_PIN",
+    ]);
+    let s = check(&run, &r.card, 6, "knows no smartcard");
+    assert_eq!(cryptograms(&s), 0);
+}
+
+#[test]
+fn cm_response_of_nine_bytes_is_refused() {
+    let r = row(&[]);
+    let cm = CmServer::start(&["--malformed", "length9"]);
+    let run = cm_unblock(&r, &cm, true, &[]);
+    let s = check(&run, &r.card, 6, "nothing was sent to the card");
+    assert_eq!(cryptograms(&s), 0);
+    assert_eq!(s["admin_tries"], 5);
+}
+
+#[test]
+fn card_removed_while_cm_approves() {
+    // The card leaves between the two transactions: the second finds it gone, no challenge
+    // was asked, and the CM request is left open for a re-run with --request-id.
+    let r = row(&[]);
+    let cm = CmServer::start(&["--approve-after", "4"]);
+    let profile = long_pin_profile(r.dir.path());
+    let run = r.spawn(
+        &[
+            "unblock",
+            "--profile",
+            &profile,
+            "--cm",
+            &cm.url,
+            "--allow-http",
+            "--cm-auth",
+            "none",
+            "--card-id",
+            CARDID,
+            "--approval-poll",
+            "0.5",
+            "--new-pin-env",
+            "NEW_PIN",
+            "--json",
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cm.requests_to("get-request").is_empty() {
+        assert!(Instant::now() < deadline, "no approval poll");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r.card.remove();
+    let run = finish(run);
+    let s = check(&run, &r.card, 3, "the card was removed");
+    assert_eq!(count(&s, "0084"), 0);
+    assert_eq!(cryptograms(&s), 0);
+    assert!(
+        run.stderr.contains("cm_request_left_open"),
+        "{}",
+        run.stderr
+    );
+    assert!(cm.requests_to("put-request").is_empty(), "not closed");
+}
