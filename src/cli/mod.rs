@@ -393,6 +393,12 @@ fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
         )
         .into());
     }
+    if k.cm.is_none() && a.cm.any_given() {
+        return Err(Error::usage(
+            "the MIM CM options (--cm-auth, --cm-ca-file, ...) need --cm URL",
+        )
+        .into());
+    }
     if a.cm.request_id.is_some() || a.cm.smartcard_id.is_some() {
         return Err(Error::usage(
             "watch: --request-id and --smartcard-id belong to one card; watch finds or \
