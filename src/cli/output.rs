@@ -167,9 +167,10 @@ impl Reporter {
 /// true when the card's verdict on the admin response is known: a run cut off after the
 /// response went out (card removed, pcscd gone, a garbled answer) may have spent a try.
 fn admin_tries_text(e: &Error, o: &Outcome) -> String {
+    let verdict_lost = matches!(e, Error::Unavailable { .. } | Error::Protocol(_));
     match e.admin_tries() {
         Some(t) => tries_text(t, "admin key"),
-        None if o.challenge_sent && !o.admin_authenticated => format!(
+        None if o.challenge_sent && !o.admin_authenticated && verdict_lost => format!(
             "{} before the admin response was sent (the card may have counted it; \
              `scunblock info` shows the count now)",
             tries_text(o.admin_tries, "admin key")
