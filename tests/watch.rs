@@ -420,9 +420,10 @@ fn a_card_removed_mid_flow_fails_and_the_next_insertion_starts_fresh() {
     let w = k.unblocking(ZERO_KEY, &cmd, &[]);
     let r0 = k.reader(0);
     // The card vanishes at RESET RETRY COUNTER, after the admin authentication.
+    // Not waiting for readiness: the watcher may be done with it (and it gone) first.
     let card = k
         .stack
-        .insert(0, &["--pin-tries", "0", "--quiet", "--vanish-on-ins", "2c"]);
+        .insert_no_wait(0, &["--pin-tries", "0", "--quiet", "--vanish-on-ins", "2c"]);
     let failed = w.wait_for("unblock_failed", Some(&r0), 1);
     assert_eq!(failed["class"], "unavailable", "{failed}");
     assert_eq!(failed["exit_code"], 3);

@@ -69,15 +69,21 @@ impl VStack {
     /// state file is `dir/card-<slot>.json` (fresh) unless `args` has `--state`. Returns once
     /// pcscd has powered the card and read its ATR.
     pub fn insert(&self, slot: usize, args: &[&str]) -> Card {
-        self.insert_card(slot, false, args)
+        self.insert_card(slot, false, true, args)
+    }
+
+    /// Like [`VStack::insert`], but returns as soon as the card process runs: for a card
+    /// that a watcher may finish with (or that may vanish) before readiness is checked.
+    pub fn insert_no_wait(&self, slot: usize, args: &[&str]) -> Card {
+        self.insert_card(slot, false, false, args)
     }
 
     /// Puts the card last in `slot` back: counters, PIN and key come from its state file.
     pub fn reinsert(&self, slot: usize, args: &[&str]) -> Card {
-        self.insert_card(slot, true, args)
+        self.insert_card(slot, true, true, args)
     }
 
-    fn insert_card(&self, slot: usize, reinsert: bool, args: &[&str]) -> Card {
+    fn insert_card(&self, slot: usize, reinsert: bool, wait: bool, args: &[&str]) -> Card {
         assert!(
             slot < self.readers,
             "slot {slot} of a {}-slot stack",
@@ -92,6 +98,9 @@ impl VStack {
         ];
         if reinsert {
             cmd.push(OsStr::new("--reinsert"));
+        }
+        if !wait {
+            cmd.push(OsStr::new("--no-wait"));
         }
         cmd.push(OsStr::new("--"));
         cmd.extend(args.iter().map(OsStr::new));
