@@ -301,13 +301,6 @@ mod tests {
     const GOLDEN_CHALLENGE: &str = "D61143F9CCFFD2CA";
     const GOLDEN_RESPONSE: &str = "17466E766E303CB6";
 
-    fn session(t: ScriptedTransport) -> ScriptedSession {
-        ScriptedSession {
-            transport: t,
-            atr: vec![0x3B, 0x02, 0x14, 0x50],
-        }
-    }
-
     fn opts(mode: Mode) -> Options {
         Options {
             mode,
@@ -317,34 +310,46 @@ mod tests {
         }
     }
 
-    fn zero_key() -> LocalKey {
-        LocalKey::new(AdminKey::from_bytes(&[0; 24]).unwrap())
+    /// The counter queries of an iso card with these answers.
+    fn card(admin: &str, pin: &str) -> ScriptedTransport {
+        ScriptedTransport::new()
+            .expect("00820000", admin)
+            .expect("00200080", pin)
     }
 
-    fn pin() -> Pin {
-        Pin::new(Zeroizing::new(b"24681357".to_vec()))
+    /// GET CHALLENGE answered with the CM docs' challenge.
+    fn challenge(t: ScriptedTransport) -> ScriptedTransport {
+        t.expect("0084000008", &format!("{GOLDEN_CHALLENGE}9000"))
+    }
+
+    /// Run the iso flow with `key` (24 bytes of `key_byte`) over the script; the new PIN
+    /// is 24681357 in unblock mode. Returns what the card received and the result.
+    fn play(
+        t: ScriptedTransport,
+        key_byte: u8,
+        o: &Options,
+    ) -> (ScriptedTransport, Result<Outcome, Box<Failure>>) {
+        let mut s = ScriptedSession {
+            transport: t,
+            atr: vec![0x3B, 0x02, 0x14, 0x50],
+        };
+        let applet = IsoApplet::new(CardProfile::iso());
+        let mut key = LocalKey::new(AdminKey::from_bytes(&[key_byte; 24]).unwrap());
+        let pin = Pin::new(Zeroizing::new(b"24681357".to_vec()));
+        let new_pin = (o.mode == Mode::Unblock).then_some(&pin);
+        let r = run(&mut s, &applet, &mut key, new_pin, o);
+        (s.transport, r)
     }
 
     #[test]
     fn unblocks_with_the_golden_vector() {
-        let t = ScriptedTransport::new()
-            .expect("00820000", "63C5")
-            .expect("00200080", "6983")
-            .expect("0084000008", &format!("{GOLDEN_CHALLENGE}9000"))
+        let t = challenge(card("63C5", "6983"))
             .expect(&format!("0082000008{GOLDEN_RESPONSE}"), "9000")
             .expect("002C0280083234363831333537", "9000")
             .expect("00200080", "63C3");
-        let mut s = session(t);
-        let applet = IsoApplet::new(CardProfile::iso());
-        let out = run(
-            &mut s,
-            &applet,
-            &mut zero_key(),
-            Some(&pin()),
-            &opts(Mode::Unblock),
-        )
-        .unwrap();
-        assert!(s.transport.done());
+        let (t, r) = play(t, 0, &opts(Mode::Unblock));
+        let out = r.unwrap();
+        assert!(t.done());
         assert_eq!(out.admin_tries, Tries::Left(5));
         assert_eq!(out.pin_tries_before, Tries::Blocked);
         assert!(out.admin_authenticated && out.pin_reset);
@@ -353,105 +358,62 @@ mod tests {
 
     #[test]
     fn refuses_the_last_try_without_the_flag() {
-        let t = ScriptedTransport::new()
-            .expect("00820000", "63C1")
-            .expect("00200080", "6983");
-        let mut s = session(t);
-        let applet = IsoApplet::new(CardProfile::iso());
-        let f = run(
-            &mut s,
-            &applet,
-            &mut zero_key(),
-            Some(&pin()),
-            &opts(Mode::Unblock),
-        )
-        .unwrap_err();
+        let (t, r) = play(card("63C1", "6983"), 0, &opts(Mode::Unblock));
+        let f = r.unwrap_err();
         assert_eq!(f.error.exit_code(), 5);
         assert!(!f.outcome.unwrap().challenge_sent);
-        assert_eq!(s.transport.received.len(), 2);
+        assert_eq!(t.received.len(), 2);
     }
 
     #[test]
     fn spends_the_last_try_with_the_flag() {
-        let t = ScriptedTransport::new()
-            .expect("00820000", "63C1")
-            .expect("00200080", "6983")
-            .expect("0084000008", &format!("{GOLDEN_CHALLENGE}9000"))
-            .expect(&format!("0082000008{GOLDEN_RESPONSE}"), "9000");
-        let mut s = session(t);
-        let applet = IsoApplet::new(CardProfile::iso());
+        let t =
+            challenge(card("63C1", "6983")).expect(&format!("0082000008{GOLDEN_RESPONSE}"), "9000");
         let mut o = opts(Mode::AuthOnly);
         o.force_last_try = true;
-        let out = run(&mut s, &applet, &mut zero_key(), None, &o).unwrap();
+        let out = play(t, 0, &o).1.unwrap();
         assert!(out.admin_authenticated && !out.pin_reset);
     }
 
     #[test]
     fn blocked_admin_key_sends_no_challenge() {
-        let t = ScriptedTransport::new()
-            .expect("00820000", "6983")
-            .expect("00200080", "6983");
-        let mut s = session(t);
-        let applet = IsoApplet::new(CardProfile::iso());
-        let f = run(
-            &mut s,
-            &applet,
-            &mut zero_key(),
-            Some(&pin()),
-            &opts(Mode::Unblock),
-        )
-        .unwrap_err();
-        assert_eq!(f.error.exit_code(), 5);
-        assert!(s.transport.done());
+        let (t, r) = play(card("6983", "6983"), 0, &opts(Mode::Unblock));
+        assert_eq!(r.unwrap_err().error.exit_code(), 5);
+        assert!(t.done());
     }
 
     #[test]
     fn wrong_key_spends_exactly_one_try() {
-        let t = ScriptedTransport::new()
-            .expect("00820000", "63C5")
-            .expect("00200080", "6983")
-            .expect("0084000008", &format!("{GOLDEN_CHALLENGE}9000"))
-            .expect("", "63C4");
-        let mut s = session(t);
-        let applet = IsoApplet::new(CardProfile::iso());
-        let mut key = LocalKey::new(AdminKey::from_bytes(&[1; 24]).unwrap());
-        let f = run(
-            &mut s,
-            &applet,
-            &mut key,
-            Some(&pin()),
+        // DES ignores parity bits: 0x02 bytes are a key other than the zero key.
+        let (t, r) = play(
+            challenge(card("63C5", "6983")).expect("", "63C4"),
+            2,
             &opts(Mode::Unblock),
-        )
-        .unwrap_err();
+        );
+        let f = r.unwrap_err();
         assert_eq!(f.error.exit_code(), 4);
         assert_eq!(f.error.admin_tries(), Some(Tries::Left(4)));
-        assert!(s.transport.done());
+        assert!(t.done());
+        assert_ne!(hex::encode_upper(&t.received[3][5..]), GOLDEN_RESPONSE);
     }
 
     #[test]
     fn dry_run_checks_the_tries_and_sends_no_challenge() {
-        let t = ScriptedTransport::new()
-            .expect("00820000", "63C1")
-            .expect("00200080", "6983");
-        let mut s = session(t);
-        let applet = IsoApplet::new(CardProfile::iso());
-        let f = run(&mut s, &applet, &mut zero_key(), None, &opts(Mode::DryRun)).unwrap_err();
+        let f = play(card("63C1", "6983"), 0, &opts(Mode::DryRun))
+            .1
+            .unwrap_err();
         assert_eq!(f.error.exit_code(), 5);
-        let t = ScriptedTransport::new()
-            .expect("00820000", "63C5")
-            .expect("00200080", "6983");
-        let mut s = session(t);
-        let out = run(&mut s, &applet, &mut zero_key(), None, &opts(Mode::DryRun)).unwrap();
-        assert!(!out.challenge_sent);
-        assert!(s.transport.done());
+        let (t, r) = play(card("63C5", "6983"), 0, &opts(Mode::DryRun));
+        assert!(!r.unwrap().challenge_sent);
+        assert!(t.done());
     }
 
     #[test]
     fn inspect_authenticates_nothing() {
-        let t = ScriptedTransport::new()
-            .expect("00820000", "63C5")
-            .expect("00200080", "63C3");
-        let mut s = session(t);
+        let mut s = ScriptedSession {
+            transport: card("63C5", "63C3"),
+            atr: vec![0x3B, 0x02, 0x14, 0x50],
+        };
         let applet = IsoApplet::new(CardProfile::iso());
         let out = inspect(&mut s, &applet, &Trace::off()).unwrap();
         assert_eq!(out.admin_tries, Tries::Left(5));

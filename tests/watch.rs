@@ -440,6 +440,27 @@ fn a_card_removed_mid_flow_fails_and_the_next_insertion_starts_fresh() {
 }
 
 #[test]
+fn a_card_pulled_while_its_verdict_is_pending_is_not_retried() {
+    let k = Kiosk::new(2);
+    let w = k.unblocking(ZERO_KEY, &format!("echo {PIN}"), &[]);
+    let r0 = k.reader(0);
+    // Gone with the cryptogram on its way: the card may have counted it.
+    let card = k.stack.insert_no_wait(
+        0,
+        &["--pin-tries", "0", "--quiet", "--vanish-on-ins", "82+data"],
+    );
+    let failed = w.wait_for("unblock_failed", Some(&r0), 1);
+    assert_eq!(failed["class"], "unavailable", "{failed}");
+    card.wait_exit(WAIT);
+    w.wait_for("card_removed", Some(&r0), 1);
+    let again = k.stack.reinsert(0, &["--quiet"]);
+    let skipped = w.wait_for("skipped", Some(&r0), 1);
+    assert_eq!(skipped["reason"], "failed_before", "{skipped}");
+    assert_eq!(again.state()["ext_auth_with_data"], 0, "no second response");
+    assert_eq!(w.stop().0, 0);
+}
+
+#[test]
 fn pcscd_restarting_is_survived() {
     let k = Kiosk::new(2);
     let w = Watcher::start(&k.stack, &[], &[]);

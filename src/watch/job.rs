@@ -522,12 +522,14 @@ fn new_pin(
 
 /// Whether this failure must never be retried automatically: the card
 /// refused an admin response (or its admin key is blocked), or an admin
-/// response went to the card and something other than the card leaving
-/// stopped the flow before the card accepted it.
+/// response went to the card and the flow stopped before the card accepted
+/// it, whatever stopped it. A card pulled while its verdict was pending may
+/// have counted a wrong response: it is treated as a refusal. A card pulled
+/// after the admin authentication succeeded starts fresh on the next
+/// insertion.
 fn spent_and_refused(e: &Error, o: Option<&flow::Outcome>) -> bool {
     match e {
         Error::AdminRejected { .. } | Error::AdminBlocked { .. } => true,
-        Error::Unavailable { .. } => false,
         _ => o.is_some_and(|o| o.challenge_sent && !o.admin_authenticated),
     }
 }
@@ -567,8 +569,8 @@ mod tests {
         };
         assert!(spent_and_refused(&rejected, Some(&sent)));
         assert!(spent_and_refused(&Error::AdminBlocked { sw: 0x6983 }, None));
-        // Removed mid-flow: the next insertion starts fresh.
-        assert!(!spent_and_refused(
+        // Removed while the response's verdict was pending: it may have been counted.
+        assert!(spent_and_refused(
             &crate::reader::removed_error(),
             Some(&sent)
         ));
@@ -582,6 +584,11 @@ mod tests {
             ..Outcome::default()
         };
         assert!(!spent_and_refused(&Error::protocol("odd"), Some(&accepted)));
+        // Removed after the admin authentication: the next insertion starts fresh.
+        assert!(!spent_and_refused(
+            &crate::reader::removed_error(),
+            Some(&accepted)
+        ));
         assert!(!spent_and_refused(&Error::LastTryRefused, None));
     }
 }
