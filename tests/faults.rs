@@ -118,6 +118,40 @@ impl Row {
 }
 
 /// Waits for a background scunblock (bounded: a hang fails the row).
+/// `unblock --cm` through the full CM workflow (approval polled every 0.3 s), in the
+/// background, with a profile that allows the 10-digit PIN.
+fn spawn_cm_workflow(r: &Row, cm: &CmServer, dir: &std::path::Path, extra: &[&str]) -> Child {
+    let profile = long_pin_profile(dir);
+    let mut args = vec![
+        "unblock",
+        "--profile",
+        &profile,
+        "--cm",
+        &cm.url,
+        "--allow-http",
+        "--cm-auth",
+        "none",
+        "--card-id",
+        CARDID,
+        "--approval-poll",
+        "0.3",
+        "--new-pin-env",
+        "NEW_PIN",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    r.spawn(&args, &[])
+}
+
+/// Wait (at most 10 s) until CM's log shows a call to `route`.
+fn wait_for_cm(cm: &CmServer, route: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cm.requests_to(route).is_empty() {
+        assert!(Instant::now() < deadline, "no CM call to {route}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn finish(child: Child) -> Run {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -347,34 +381,8 @@ fn reset_between_the_cm_transactions_reconnects() {
     let r = row(&[]);
     let cm = CmServer::start(&["--approve-after", "4"]);
     let dir = tempfile::tempdir().unwrap();
-    let profile = long_pin_profile(dir.path());
-    let run = r.spawn(
-        &[
-            "unblock",
-            "--profile",
-            &profile,
-            "--cm",
-            &cm.url,
-            "--allow-http",
-            "--cm-auth",
-            "none",
-            "--card-id",
-            CARDID,
-            "--approval-poll",
-            "0.3",
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-            "-v",
-        ],
-        &[],
-    );
-    // The first transaction is over once CM has been asked for the smartcard.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cm.requests_to("create-request").is_empty() {
-        assert!(Instant::now() < deadline, "no CM request created");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let run = spawn_cm_workflow(&r, &cm, dir.path(), &["-v"]);
+    wait_for_cm(&cm, "create-request");
     let holder = Holder::start(&r.stack, &["--mode", "reset"]);
     assert_eq!(holder.line(Duration::from_secs(5)).as_deref(), Some("held"));
     assert_eq!(
@@ -551,32 +559,8 @@ fn pcscd_killed_while_cm_approves() {
     let r = row(&[]);
     let cm = CmServer::start(&["--approve-after", "4"]);
     let dir = tempfile::tempdir().unwrap();
-    let profile = long_pin_profile(dir.path());
-    let run = r.spawn(
-        &[
-            "unblock",
-            "--profile",
-            &profile,
-            "--cm",
-            &cm.url,
-            "--allow-http",
-            "--cm-auth",
-            "none",
-            "--card-id",
-            CARDID,
-            "--approval-poll",
-            "0.3",
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-        ],
-        &[],
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cm.requests_to("get-request").is_empty() {
-        assert!(Instant::now() < deadline, "no approval poll");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let run = spawn_cm_workflow(&r, &cm, dir.path(), &[]);
+    wait_for_cm(&cm, "get-request");
     r.stack.kill_pcscd();
     let run = finish(run);
     let s = check(&run, &r.card, 3, "pcscd");

@@ -29,6 +29,19 @@ impl Bench {
             .to_string()
     }
 
+    /// `unblock --admin-key-file KEY --new-pin-env NEW_PIN EXTRA...`
+    fn unblock(&self, key_path: &str, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "unblock",
+            "--admin-key-file",
+            key_path,
+            "--new-pin-env",
+            "NEW_PIN",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, &[("NEW_PIN", PIN)], None)
     }
@@ -47,14 +60,7 @@ fn golden_vector_unblocks_a_blocked_card() {
     let b = Bench::new();
     let card = b.stack.insert(0, &blocked_card());
     let key = b.key(ZERO_KEY);
-    let r = b.run(&[
-        "unblock",
-        "--admin-key-file",
-        &key,
-        "--new-pin-env",
-        "NEW_PIN",
-        "--json",
-    ]);
+    let r = b.unblock(&key, &["--json"]);
     r.expect(0);
     let doc = r.json();
     assert_eq!(doc["ok"], true);
@@ -83,13 +89,7 @@ fn wrong_key_spends_exactly_one_try() {
     let card = b.stack.insert(0, &blocked_card());
     // Not "01" * 24: DES ignores parity bits, so that is the zero key again.
     let key = b.key(&"0123456789abcdef".repeat(3));
-    let r = b.run(&[
-        "unblock",
-        "--admin-key-file",
-        &key,
-        "--new-pin-env",
-        "NEW_PIN",
-    ]);
+    let r = b.unblock(&key, &[]);
     r.expect(4);
     assert!(r.stderr.contains("4 admin tries left"), "{}", r.stderr);
     let state = card.state();
@@ -105,13 +105,7 @@ fn blocked_admin_key_exits_5_without_a_cryptogram() {
     let card = b
         .stack
         .insert(0, &["--admin-tries", "0", "--pin-tries", "0"]);
-    let r = b.run(&[
-        "unblock",
-        "--admin-key-file",
-        &b.key(ZERO_KEY),
-        "--new-pin-env",
-        "NEW_PIN",
-    ]);
+    let r = b.unblock(&b.key(ZERO_KEY), &[]);
     r.expect(5);
     assert!(r.stderr.contains("blocked"), "{}", r.stderr);
     let state = card.state();
@@ -129,24 +123,11 @@ fn last_admin_try_needs_the_flag() {
         .stack
         .insert(0, &["--admin-tries", "1", "--pin-tries", "0"]);
     let key = b.key(ZERO_KEY);
-    let r = b.run(&[
-        "unblock",
-        "--admin-key-file",
-        &key,
-        "--new-pin-env",
-        "NEW_PIN",
-    ]);
+    let r = b.unblock(&key, &[]);
     r.expect(5);
     assert!(r.stderr.contains("--force-last-try"), "{}", r.stderr);
     assert_eq!(cryptograms(&card.state()), 0);
-    let r = b.run(&[
-        "unblock",
-        "--admin-key-file",
-        &key,
-        "--new-pin-env",
-        "NEW_PIN",
-        "--force-last-try",
-    ]);
+    let r = b.unblock(&key, &["--force-last-try"]);
     r.expect(0);
     assert!(r.stderr.contains("LAST admin try"), "{}", r.stderr);
     assert_eq!(card.state()["admin_tries"], 5);
@@ -158,14 +139,7 @@ fn t0_card_with_get_response_chaining() {
     let card = b
         .stack
         .insert(0, &["--t0", "--t0-chunk", "3", "--pin-tries", "0"]);
-    let r = b.run(&[
-        "unblock",
-        "--admin-key-file",
-        &b.key(ZERO_KEY),
-        "--new-pin-env",
-        "NEW_PIN",
-        "--trace",
-    ]);
+    let r = b.unblock(&b.key(ZERO_KEY), &["--trace"]);
     r.expect(0);
     let log = apdus(&card.state());
     assert!(
@@ -179,14 +153,7 @@ fn t0_card_with_get_response_chaining() {
 fn wrong_le_is_resent_once() {
     let b = Bench::new();
     let card = b.stack.insert(0, &["--sw6c", "--pin-tries", "0"]);
-    b.run(&[
-        "unblock",
-        "--admin-key-file",
-        &b.key(ZERO_KEY),
-        "--new-pin-env",
-        "NEW_PIN",
-    ])
-    .expect(0);
+    b.unblock(&b.key(ZERO_KEY), &[]).expect(0);
     let log = apdus(&card.state());
     assert_eq!(
         log.iter().filter(|a| a.starts_with("0084")).count(),
@@ -203,13 +170,7 @@ fn card_removed_after_get_challenge_exits_3() {
     let card = b
         .stack
         .insert(0, &["--vanish-after", "4", "--pin-tries", "0"]);
-    let r = b.run(&[
-        "unblock",
-        "--admin-key-file",
-        &b.key(ZERO_KEY),
-        "--new-pin-env",
-        "NEW_PIN",
-    ]);
+    let r = b.unblock(&b.key(ZERO_KEY), &[]);
     r.expect(3);
     assert!(r.stderr.contains("removed"), "{}", r.stderr);
     let state = card.state();
@@ -376,15 +337,7 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
         assert!(!r.stderr.contains("panicked"));
     }
     // CM options without --cm are refused, not silently ignored.
-    let r = b.run(&[
-        "unblock",
-        "--admin-key-file",
-        &key,
-        "--new-pin-env",
-        "NEW_PIN",
-        "--request-id",
-        "x",
-    ]);
+    let r = b.unblock(&key, &["--request-id", "x"]);
     r.expect(2);
     assert!(r.stderr.contains("need --cm"), "{}", r.stderr);
     assert!(
@@ -436,16 +389,7 @@ fn trace_and_every_output_keep_secrets_out() {
         .stack
         .insert(0, &["--admin-key", key_hex, "--pin-tries", "0"]);
     let key = b.key(key_hex);
-    let r = b.run(&[
-        "unblock",
-        "--admin-key-file",
-        &key,
-        "--new-pin-env",
-        "NEW_PIN",
-        "--trace",
-        "-v",
-        "--json",
-    ]);
+    let r = b.unblock(&key, &["--trace", "-v", "--json"]);
     r.expect(0);
     assert!(r.stderr.contains("REDACTED"), "{}", r.stderr);
     assert!(r.stderr.contains("apdu > 00 84 00 00 08"), "{}", r.stderr);
