@@ -11,8 +11,6 @@
 //! | 6 | responder failure (CM, HTTP, manual input); no cryptogram was sent |
 //! | 7 | the card rejected the new PIN |
 
-use std::fmt;
-
 use crate::card::Tries;
 
 /// What kind of card step failed, for messages.
@@ -29,8 +27,6 @@ pub enum Error {
     Unavailable {
         message: String,
         hint: Option<String>,
-        /// The card may have been in the middle of the flow.
-        mid_flow: bool,
     },
 
     /// The card refused the admin response.
@@ -110,7 +106,6 @@ impl Error {
         Error::Unavailable {
             message: msg.into(),
             hint: hint.into(),
-            mid_flow: false,
         }
     }
 
@@ -217,19 +212,5 @@ impl Error {
 impl From<anyhow::Error> for Error {
     fn from(e: anyhow::Error) -> Error {
         Error::Unexpected(format!("{e:#}"))
-    }
-}
-
-/// Display helper for tries in messages.
-pub struct TriesText(pub Tries);
-
-impl fmt::Display for TriesText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Tries::Left(n) => write!(f, "{n}"),
-            Tries::Blocked => f.write_str("0 (blocked)"),
-            Tries::Verified => f.write_str("verified"),
-            Tries::Unknown => f.write_str("unknown"),
-        }
     }
 }

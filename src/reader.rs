@@ -1,7 +1,7 @@
 //! PC/SC: the service, the readers, choosing one, and the connection whose
 //! transactions the flow runs in.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
@@ -299,10 +299,10 @@ impl Connection {
                      this transaction was sent yet): reconnecting",
                 );
                 card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
-                    .map_err(|e| transmit_error(e, false))?;
-                card.transaction().map_err(|e| transmit_error(e, false))?
+                    .map_err(transmit_error)?;
+                card.transaction().map_err(transmit_error)?
             }
-            Err((_, e)) => return Err(transmit_error(e, false)),
+            Err((_, e)) => return Err(transmit_error(e)),
         };
         let mut t = PcscTransport {
             tx: &tx,
@@ -336,7 +336,7 @@ impl Transport for PcscTransport<'_, '_> {
         let resp = self
             .tx
             .transmit(apdu, &mut self.buf)
-            .map_err(|e| transmit_error(e, true))?
+            .map_err(transmit_error)?
             .to_vec();
         if resp.len() < 2 {
             // No status word: a card pulled mid-command can look like this
@@ -353,9 +353,9 @@ fn check_still_present(card: &pcsc::Card) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
         match card.status2_owned() {
-            Err(e) => return Err(transmit_error(e, true)),
+            Err(e) => return Err(transmit_error(e)),
             Ok(s) if !s.status().contains(pcsc::Status::PRESENT) => {
-                return Err(transmit_error(pcsc::Error::RemovedCard, true))
+                return Err(transmit_error(pcsc::Error::RemovedCard))
             }
             Ok(_) if Instant::now() >= deadline => return Ok(()),
             Ok(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -392,7 +392,7 @@ fn connect_error(e: pcsc::Error, reader: &str, wait: Duration) -> Error {
     }
 }
 
-fn transmit_error(e: pcsc::Error, mid_flow: bool) -> Error {
+fn transmit_error(e: pcsc::Error) -> Error {
     let (message, hint) = match e {
         pcsc::Error::RemovedCard | pcsc::Error::NoSmartcard => (
             "the card was removed".to_string(),
@@ -414,28 +414,17 @@ fn transmit_error(e: pcsc::Error, mid_flow: bool) -> Error {
     Error::Unavailable {
         message,
         hint: Some(hint.to_string()),
-        mid_flow,
     }
 }
 
 /// The error a removed card gives (for scripted transports).
 pub fn removed_error() -> Error {
-    transmit_error(pcsc::Error::RemovedCard, true)
+    transmit_error(pcsc::Error::RemovedCard)
 }
 
 /// The error a reset card gives (for scripted transports).
 pub fn reset_error() -> Error {
-    transmit_error(pcsc::Error::ResetCard, true)
-}
-
-/// The name as a C string, for callers that watch readers.
-pub fn cname(name: &str) -> Option<CString> {
-    CString::new(name).ok()
-}
-
-/// A reader name from PC/SC as text.
-pub fn name_of(c: &CStr) -> String {
-    c.to_string_lossy().into_owned()
+    transmit_error(pcsc::Error::ResetCard)
 }
 
 #[cfg(test)]
