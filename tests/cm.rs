@@ -182,22 +182,20 @@ fn a_wrong_response_spends_exactly_one_try() {
     assert!(r.stderr.contains("Abandoned"), "{}", r.stderr);
 }
 
+/// The full CM workflow (no request or smartcard id), polling for approval quickly.
+const WORKFLOW: [&str; 5] = [
+    "--allow-http",
+    "--cm-auth",
+    "none",
+    "--approval-poll",
+    "0.05",
+];
+
 #[test]
 fn full_workflow_with_approval_after_polls() {
     let s = setup(&[]);
     let cm = CmServer::start(&["--approve-after", "3"]);
-    let r = unblock(
-        &s,
-        &cm.url,
-        &[
-            "--allow-http",
-            "--cm-auth",
-            "none",
-            "--approval-poll",
-            "0.05",
-        ],
-        &[],
-    );
+    let r = unblock(&s, &cm.url, &WORKFLOW, &[]);
     r.expect(0);
     let doc = r.json();
     assert_eq!(doc["cm"]["smartcard_id"], SCID);
@@ -239,18 +237,7 @@ fn full_workflow_with_approval_after_polls() {
 fn denied_request_sends_nothing() {
     let s = setup(&[]);
     let cm = CmServer::start(&["--approve-after", "1", "--deny", "--status-names"]);
-    let r = unblock(
-        &s,
-        &cm.url,
-        &[
-            "--allow-http",
-            "--cm-auth",
-            "none",
-            "--approval-poll",
-            "0.05",
-        ],
-        &[],
-    );
+    let r = unblock(&s, &cm.url, &WORKFLOW, &[]);
     r.expect(6);
     assert!(r.stderr.contains("denied"), "{}", r.stderr);
     assert!(!apdus(&s.card.state()).iter().any(|a| a.starts_with("0084")));
