@@ -17,9 +17,11 @@ use zeroize::{Zeroize, Zeroizing};
 
 /// The most a command may print (a PIN or a GUID is far shorter).
 const MAX_OUTPUT: usize = 4096;
-/// How often the child is polled: from 1 ms (a quick command answers at
-/// once) doubling to 20 ms.
+/// How often the child is polled: from 1 ms doubling to 20 ms while it runs
+/// (its stdout closing wakes the wait at once), from 50 µs once its stdout
+/// has closed (the exit follows within microseconds).
 const POLL_FIRST: Duration = Duration::from_millis(1);
+const POLL_AFTER_EOF: Duration = Duration::from_micros(50);
 const POLL_MAX: Duration = Duration::from_millis(20);
 
 /// Why a command gave no answer.
@@ -90,8 +92,11 @@ pub fn run(
         let _ = tx.send(result);
     });
 
+    // Wait for the exit, waking as soon as the command closes its stdout (it
+    // has exited, or is about to): a quick command costs no polling delay.
     let deadline = Instant::now() + spec.timeout;
     let mut poll = POLL_FIRST;
+    let mut output = None;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -109,16 +114,31 @@ pub fn run(
             kill(&mut child);
             return Err(Failure::TimedOut(spec.timeout));
         }
-        std::thread::sleep(poll);
+        if output.is_some() {
+            std::thread::sleep(poll);
+        } else {
+            match rx.recv_timeout(poll) {
+                Ok(r) => {
+                    output = Some(r);
+                    poll = POLL_AFTER_EOF;
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => output = Some(Err(())),
+            }
+        }
         poll = (poll * 2).min(POLL_MAX);
     };
     // Something it started may still hold stdout open: end its group.
-    let output = match rx.recv_timeout(Duration::from_secs(1)) {
-        Ok(r) => r,
-        Err(_) => {
-            kill_group(&child);
-            rx.recv_timeout(Duration::from_secs(1)).unwrap_or(Err(()))
-        }
+    let output = match output {
+        Some(r) => r,
+        None => match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(r) => r,
+            Err(_) => {
+                kill_group(&child);
+                rx.recv_timeout(Duration::from_secs(1)).unwrap_or(Err(()))
+            }
+        },
     };
     if !status.success() {
         return Err(Failure::Failed(describe(status)));
@@ -130,11 +150,37 @@ pub fn run(
     })
 }
 
+/// `/bin/sh -c CMD`; but a plain path with plain arguments (no quoting,
+/// variables, globbing, redirection or other shell syntax) is executed
+/// directly, as the shell would, with one process fewer (as `make` does).
 #[cfg(unix)]
 fn shell(command: &str) -> Command {
+    if let Some(words) = plain_words(command) {
+        let mut c = Command::new(words[0]);
+        c.args(&words[1..]);
+        return c;
+    }
     let mut c = Command::new("/bin/sh");
     c.arg("-c").arg(command);
     c
+}
+
+/// The words of a command the shell would run unchanged: the first one a
+/// path (it has a `/`, so no builtin, keyword, function or PATH search, and
+/// no `=`, so no variable assignment), and every character free of meaning
+/// to the shell.
+#[cfg(unix)]
+fn plain_words(command: &str) -> Option<Vec<&str>> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
+    if !command.chars().all(|c| plain(c) || c == ' ' || c == '\t') {
+        return None;
+    }
+    let words: Vec<&str> = command
+        .split([' ', '\t'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    let first = words.first()?;
+    (first.contains('/') && !first.contains('=')).then_some(words)
 }
 
 #[cfg(windows)]
@@ -238,6 +284,70 @@ mod tests {
         )
         .unwrap();
         assert_eq!(&out[..], b"Reader 0:unset");
+    }
+
+    #[test]
+    fn only_a_plain_path_skips_the_shell() {
+        assert_eq!(plain_words("./pin.sh"), Some(vec!["./pin.sh"]));
+        assert_eq!(
+            plain_words(" /usr/lib/kiosk-pin  --card\tA-1 x=y "),
+            Some(vec!["/usr/lib/kiosk-pin", "--card", "A-1", "x=y"])
+        );
+        for shell_syntax in [
+            "pin.sh",
+            "echo 1234",
+            "exec ./pin.sh",
+            "A=/x ./pin.sh",
+            "./pin.sh > /tmp/x",
+            "./pin.sh; rm x",
+            "./pin.sh $HOME",
+            "./pin.sh '1 2'",
+            "./pin.sh \\x",
+            "./pin.sh *",
+            "./pin.sh ~/x",
+            "./pin.sh # note",
+            "./pin.sh\n./other",
+            "./pin.sh | cat",
+            "./pin.sh &",
+            "",
+        ] {
+            assert_eq!(plain_words(shell_syntax), None, "{shell_syntax:?}");
+        }
+    }
+
+    #[test]
+    fn a_plain_path_runs_directly_with_its_arguments() {
+        let dir = std::env::temp_dir().join(format!("scunblock-cmd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("pin.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nprintf '%s|%s' \"$1\" \"$SCUNBLOCK_READER\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let cmd = format!("{} a=b", script.display());
+        let out = run(&spec(&cmd, 20_000), &never).unwrap();
+        assert_eq!(&out[..], b"a=b|Reader 0");
+        // Not executable, or missing: the same failure class as through the shell.
+        let missing = format!("{}/nothing-here", dir.display());
+        let e = run(&spec(&missing, 20_000), &never).unwrap_err();
+        assert!(matches!(e, Failure::Spawn(_)), "{e:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_command_that_closes_stdout_early_still_gets_its_exit_status() {
+        let e = run(
+            &spec("echo 1234; exec >&-; sleep 0.2; exit 4", 20_000),
+            &never,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Failure::Failed(s) if s.contains("status 4")),
+            "{e:?}"
+        );
     }
 
     #[test]
