@@ -719,6 +719,8 @@ struct KioskTrial {
     /// pcscd's CPU over the round (clock ticks), ms.
     watch_cpu_ms: f64,
     pcscd_cpu_ms: f64,
+    /// Seen at once: the virtual cards' processes, their whole life (clock ticks), ms.
+    cards_cpu_ms: f64,
     /// Per card: PC/SC insertion to its `unblock_succeeded`.
     per_card_ms: Vec<f64>,
     /// Per card: PC/SC insertion to its `card_inserted` line (the watcher reads the card
@@ -1022,6 +1024,7 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
                 "0",
                 "--quiet",
                 "--no-apdu-log",
+                "--state-on-events",
             ]
             .map(String::from),
         );
@@ -1134,6 +1137,7 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
                 at_once: false,
                 watch_cpu_ms: f64::NAN,
                 pcscd_cpu_ms: f64::NAN,
+                cards_cpu_ms: f64::NAN,
                 pcsc_ms: ms_between(last_in, last_ok),
                 event_ms: last_ok_t - last_rep_t,
                 per_card_ms: done
@@ -1179,6 +1183,13 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
                 .zip(pcscd0)
                 .map_or(f64::NAN, |(b, a)| b - a);
             let watch_cpu = stop_child(&mut watch).unwrap_or(f64::NAN);
+            let cards_cpu: f64 = (0..n)
+                .map(|slot| {
+                    let pid = fs::read_to_string(stack.dir.join(format!("card-{slot}.pid")))
+                        .unwrap_or_default();
+                    proc_cpu_ms(pid.trim()).unwrap_or(f64::NAN)
+                })
+                .sum();
             let (last_ok, last_ok_t) = last(&done);
             let t0 = reported.values().map(|x| x.0).min().expect("n > 0");
             let first_rep_t = reported.values().map(|x| x.1).fold(f64::MAX, f64::min);
@@ -1187,6 +1198,7 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
                 at_once: true,
                 watch_cpu_ms: watch_cpu,
                 pcscd_cpu_ms: pcscd_cpu,
+                cards_cpu_ms: cards_cpu,
                 pcsc_ms: ms_between(t0, last_ok),
                 event_ms: last_ok_t - first_rep_t,
                 per_card_ms: done.values().map(|(at, _)| ms_between(t0, *at)).collect(),
@@ -1348,7 +1360,16 @@ fn main() {
     // The main stack: one card in slot 0, fixed challenge, 5 admin tries, 3 PIN tries.
     eprintln!("scunblock-bench: starting the virtual stack");
     let stack = Stack::start(&o.repo, work.join("stack"), 2);
-    stack.insert(0, &["--challenge", CHALLENGE, "--quiet", "--no-apdu-log"]);
+    stack.insert(
+        0,
+        &[
+            "--challenge",
+            CHALLENGE,
+            "--quiet",
+            "--no-apdu-log",
+            "--state-on-events",
+        ],
+    );
     let reader = stack.reader_name(0);
     // libpcsclite reads this once, at the first call: before the floor's first establish.
     std::env::set_var("PCSCLITE_CSOCK_NAME", stack.csock());
@@ -1741,7 +1762,7 @@ fn write_raw(path: &Path, rows: &[Row], kiosk: &Kiosk) {
                 .iter()
                 .map(|t| {
                     serde_json::json!({"cards": t.cards, "event_ms": t.event_ms,
-                        "at_once": t.at_once, "watch_cpu_ms": t.watch_cpu_ms, "pcscd_cpu_ms": t.pcscd_cpu_ms, "pcsc_ms": t.pcsc_ms, "per_card_ms": t.per_card_ms, "to_report_ms": t.to_report_ms, "spread_ms": t.spread_ms})
+                        "at_once": t.at_once, "watch_cpu_ms": t.watch_cpu_ms, "pcscd_cpu_ms": t.pcscd_cpu_ms, "cards_cpu_ms": t.cards_cpu_ms, "pcsc_ms": t.pcsc_ms, "per_card_ms": t.per_card_ms, "to_report_ms": t.to_report_ms, "spread_ms": t.spread_ms})
                 })
                 .collect(),
         );
@@ -2081,14 +2102,33 @@ fn report(r: &Report) -> String {
                     };
                     let (w1, w4) = (cpu(1, &|t| t.watch_cpu_ms), cpu(4, &|t| t.watch_cpu_ms));
                     let (p1, p4) = (cpu(1, &|t| t.pcscd_cpu_ms), cpu(4, &|t| t.pcscd_cpu_ms));
+                    let (c1, c4) = (cpu(1, &|t| t.cards_cpu_ms), cpu(4, &|t| t.cards_cpu_ms));
                     let _ = writeln!(
                         s,
                         "CPU per round, mean: the watcher (its whole life: start-up, PIN \
                          commands and flows; `wait4`) {w1:.1} ms with 1 card, {w4:.1} ms with \
                          4, so {:.1} ms per additional card; pcscd (clock ticks, so only a mean \
-                         means anything) {p1:.1} ms with 1 card, {p4:.1} ms with 4.\n",
+                         means anything) {p1:.1} ms with 1 card, {p4:.1} ms with 4; the virtual \
+                         cards' processes (clock ticks, their whole life) {c1:.1} ms with 1 \
+                         card, {c4:.1} ms with 4.\n",
                         (w4 - w1) / 3.0
                     );
+                    // The flows overlap fully only if the cores keep up: 4 cards' work on
+                    // `cores` cores takes at least 4 x (CPU per card) / cores.
+                    let per_card = ((w4 + p4 + c4) - (w1 + p1 + c1)) / 3.0;
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    if let Some((k, _, one)) = kiosk_ratio(true) {
+                        let floor = 4.0 * per_card / cores as f64;
+                        let _ = writeln!(
+                            s,
+                            "CPU bound: all processes together spend {per_card:.1} ms of CPU \
+                             per additional card. On {cores} cores, 4 cards then need at least \
+                             4 × {per_card:.1} / {cores} = {floor:.1} ms, {:.2} × the 1-card time \
+                             ({one:.1} ms): that is the lowest ratio this machine allows, against \
+                             {k:.2} measured.\n",
+                            (floor / one).max(1.0)
+                        );
+                    }
                 }
             }
         }
