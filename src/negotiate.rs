@@ -32,6 +32,8 @@
 pub mod channel_binding;
 #[cfg(all(feature = "negotiate", unix))]
 mod gss;
+#[cfg(all(feature = "negotiate", unix))]
+mod gssapi;
 #[cfg(all(feature = "negotiate", windows))]
 mod sspi;
 

@@ -1,5 +1,5 @@
 //! Negotiate tokens from GSSAPI (MIT Kerberos or Heimdal) with the SPNEGO
-//! mechanism, through the `libgssapi` crate.
+//! mechanism, through the library loaded on the first sign-in ([`gssapi`]).
 //!
 //! Credentials: the default ticket cache (after `kinit`; MIT also falls back
 //! to the default client keytab, KRB5_CLIENT_KTNAME), or with `--keytab` the
@@ -7,101 +7,105 @@
 //! (`gss_acquire_cred_from` with `client_keytab` and `ccache`, MIT 1.11+):
 //! the user's own ticket cache is neither read nor overwritten.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext};
-use libgssapi::credential::{Cred, CredUsage};
-use libgssapi::error::{Error as GssError, MajorFlags};
-use libgssapi::name::Name;
-use libgssapi::oid::{
-    OidSet, GSS_MECH_KRB5, GSS_MECH_SPNEGO, GSS_NT_HOSTBASED_SERVICE, GSS_NT_KRB5_PRINCIPAL,
-};
-
+use super::gssapi::{self as sys, Cred, Ctx, Error as GssError, Gssapi, Name};
 use super::{Context, Failure, MechError, Provider, Spn};
 
 /// Initiator credentials for SPNEGO.
 pub struct Gss {
-    cred: Cred,
+    api: &'static Gssapi,
+    cred: Rc<Cred<'static>>,
 }
 
 impl Gss {
-    /// Acquire the credentials now, so that a missing ticket is reported
-    /// before the card is touched.
+    /// Load GSSAPI and acquire the credentials now, so that a missing library
+    /// or ticket is reported before the card is touched.
     pub fn acquire(keytab: Option<&Path>) -> Result<Gss, MechError> {
+        let api = sys::get().map_err(unavailable)?;
         let cred = match keytab {
             None => {
                 // Kerberos first, for its own words ("No Kerberos credentials available
                 // (default cache: ...)", an expired ticket); SPNEGO would only say that it
                 // cannot find mechanisms to negotiate.
-                let krb5 = Cred::acquire(
-                    None,
-                    None,
-                    CredUsage::Initiate,
-                    Some(&oid_set(GSS_MECH_KRB5)?),
-                )
-                .map_err(classify)?;
-                if let Err(e) = krb5.lifetime() {
-                    return Err(classify(e));
-                }
-                Cred::acquire(
-                    None,
-                    None,
-                    CredUsage::Initiate,
-                    Some(&oid_set(GSS_MECH_SPNEGO)?),
-                )
+                let krb5 = api.acquire_cred(sys::MECH_KRB5, None).map_err(classify)?;
+                krb5.lifetime().map_err(classify)?;
+                api.acquire_cred(sys::MECH_SPNEGO, None)
             }
-            Some(kt) => acquire_from_keytab(kt),
+            Some(kt) => acquire_from_keytab(api, kt),
         }
         .map_err(classify)?;
-        Ok(Gss { cred })
+        Ok(Gss {
+            api,
+            cred: Rc::new(cred),
+        })
     }
-}
-
-fn oid_set(oid: libgssapi::oid::Oid<'static>) -> Result<OidSet, MechError> {
-    let mut set = OidSet::new();
-    set.add(oid).map_err(classify)?;
-    Ok(set)
 }
 
 impl Provider for Gss {
     fn principal(&self) -> Option<String> {
-        self.cred.name().ok().map(|n| n.to_string())
+        let name = self.cred.name().ok()?;
+        let shown = name.display();
+        Some(shown.unwrap_or_else(|_| "<name can't be displayed>".into()))
     }
 
     fn context(&self, spn: &Spn, bindings: Option<Vec<u8>>) -> Result<Box<dyn Context>, MechError> {
-        let name = match &spn.realm {
+        let target = match &spn.realm {
             // A host-based name: MIT maps HTTP@host to HTTP/host@<realm of host>.
-            None => Name::new(
+            None => self.api.import_name(
                 format!("{}@{}", spn.service, spn.host).as_bytes(),
-                Some(GSS_NT_HOSTBASED_SERVICE),
+                sys::NT_HOSTBASED_SERVICE,
             ),
             // A full principal, taken as it is.
-            Some(_) => Name::new(spn.to_string().as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL)),
+            Some(_) => self
+                .api
+                .import_name(spn.to_string().as_bytes(), sys::NT_KRB5_PRINCIPAL),
         }
         .map_err(classify)?;
         Ok(Box::new(GssCtx {
-            ctx: ClientCtx::new(
-                Some(self.cred.clone()),
-                name,
-                CtxFlags::GSS_C_MUTUAL_FLAG,
-                Some(GSS_MECH_SPNEGO),
-            ),
+            ctx: Ctx::new(self.api),
+            cred: Rc::clone(&self.cred),
+            target,
             bindings,
+            complete: false,
         }))
     }
 }
 
+/// A context with what it needs (fields drop in order: the context before
+/// the credentials it uses).
 struct GssCtx {
-    ctx: ClientCtx,
+    ctx: Ctx<'static>,
+    cred: Rc<Cred<'static>>,
+    target: Name<'static>,
     bindings: Option<Vec<u8>>,
+    complete: bool,
 }
 
 impl Context for GssCtx {
     fn step(&mut self, input: Option<&[u8]>) -> Result<Option<Vec<u8>>, MechError> {
-        let first = input.is_none();
-        match self.ctx.step(input, self.bindings.as_deref()) {
-            Ok(token) => Ok(token.map(|t| t.to_vec())),
-            Err(e) if !first => {
+        if self.complete {
+            return Ok(None);
+        }
+        let step = self.ctx.init(
+            &self.cred,
+            &self.target,
+            sys::MECH_SPNEGO,
+            sys::GSS_C_MUTUAL_FLAG,
+            self.bindings.as_deref(),
+            input,
+        );
+        match step {
+            Ok((token, more)) => {
+                self.complete = !more;
+                Ok((more || !token.is_empty()).then_some(token))
+            }
+            // A failure on the server's token: it did not verify.
+            Err(e) if input.is_some() => {
                 let mut m = classify(e);
                 if m.failure == Failure::Other {
                     m.failure = Failure::BadServerToken;
@@ -113,117 +117,47 @@ impl Context for GssCtx {
     }
 
     fn is_complete(&self) -> bool {
-        self.ctx.is_complete()
+        self.complete
     }
 }
 
-/// `gss_acquire_cred_from` with `client_keytab` and a private memory ccache
-/// (not in the `libgssapi` crate's safe API). Kerberos first, so that its
-/// own error (KDC unreachable, unknown client ...) reaches the user: SPNEGO
-/// reports any of them as "cannot find mechanisms to negotiate". The SPNEGO
-/// credentials then find the ticket in the same memory cache.
-#[cfg(not(target_os = "macos"))]
-fn acquire_from_keytab(keytab: &Path) -> Result<Cred, GssError> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    use std::sync::atomic::{AtomicU32, Ordering};
+/// No GSSAPI library: the message says which one to install (exit 6).
+fn unavailable(detail: String) -> MechError {
+    MechError {
+        failure: Failure::Other,
+        detail,
+    }
+}
 
+/// `gss_acquire_cred_from` with `client_keytab` and a private memory ccache.
+/// Kerberos first, so that its own error (KDC unreachable, unknown client ...)
+/// reaches the user: SPNEGO reports any of them as "cannot find mechanisms to
+/// negotiate". The SPNEGO credentials then find the ticket in the same memory
+/// cache. Apple's GSS framework has no client keytab (GSS_S_UNAVAILABLE):
+/// `kinit -k -t KEYTAB` first.
+fn acquire_from_keytab(api: &'static Gssapi, keytab: &Path) -> Result<Cred<'static>, GssError> {
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    let bad_name = GssError {
-        major: MajorFlags::GSS_S_BAD_NAME,
-        minor: 0,
-    };
+    let bad_name = |_| api.error(sys::GSS_S_BAD_NAME, 0);
     let mut kt_name = b"FILE:".to_vec();
     kt_name.extend_from_slice(keytab.as_os_str().as_bytes());
-    let kt_name = CString::new(kt_name).map_err(|_| bad_name)?;
+    let kt_name = CString::new(kt_name).map_err(bad_name)?;
     let ccache = CString::new(format!(
         "MEMORY:scunblock-{}-{}",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ))
-    .map_err(|_| bad_name)?;
+    .map_err(bad_name)?;
     let store = [
         (c"client_keytab", kt_name.as_c_str()),
         (c"ccache", ccache.as_c_str()),
     ];
-    // The Kerberos OID 1.2.840.113554.1.2.2, then SPNEGO 1.3.6.1.5.5.2.
-    drop(acquire_from(
-        &store,
-        b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02",
-    )?);
-    acquire_from(&store, b"\x2b\x06\x01\x05\x05\x02")
-}
-
-/// Initiator credentials of one mechanism from a credential store.
-#[cfg(not(target_os = "macos"))]
-fn acquire_from(
-    store: &[(&std::ffi::CStr, &std::ffi::CStr)],
-    mech: &[u8],
-) -> Result<Cred, GssError> {
-    use libgssapi_sys as sys;
-    use std::ptr;
-
-    let mut elements: Vec<sys::gss_key_value_element_desc> = store
-        .iter()
-        .map(|(k, v)| sys::gss_key_value_element_desc {
-            key: k.as_ptr(),
-            value: v.as_ptr(),
-        })
-        .collect();
-    let store = sys::gss_key_value_set_desc {
-        count: elements.len() as u32,
-        elements: elements.as_mut_ptr(),
-    };
-    let mut oid = mech.to_vec();
-    let mut oid_desc = sys::gss_OID_desc {
-        length: oid.len() as u32,
-        elements: oid.as_mut_ptr().cast(),
-    };
-    let mut mechs = sys::gss_OID_set_desc {
-        count: 1,
-        elements: &mut oid_desc,
-    };
-    let mut minor: sys::OM_uint32 = 0;
-    let mut cred: sys::gss_cred_id_t = ptr::null_mut();
-    // SAFETY: every pointer is valid for the call: the store, its strings and
-    // the OID set live until it returns; `cred` receives a new handle that
-    // `Cred::from_c` takes ownership of (released on drop).
-    let major = unsafe {
-        sys::gss_acquire_cred_from(
-            &mut minor,
-            ptr::null_mut(),
-            sys::_GSS_C_INDEFINITE,
-            &mut mechs,
-            sys::GSS_C_INITIATE as sys::gss_cred_usage_t,
-            &store,
-            &mut cred,
-            ptr::null_mut(),
-            ptr::null_mut(),
-        )
-    };
-    if major == sys::GSS_S_COMPLETE {
-        // SAFETY: a handle just returned by gss_acquire_cred_from.
-        Ok(unsafe { Cred::from_c(cred) })
-    } else {
-        Err(GssError {
-            major: MajorFlags::from_bits_retain(major),
-            minor,
-        })
-    }
-}
-
-/// Apple's GSS framework has no client keytab: `kinit -k -t KEYTAB` first.
-#[cfg(target_os = "macos")]
-fn acquire_from_keytab(_keytab: &Path) -> Result<Cred, GssError> {
-    Err(GssError {
-        major: MajorFlags::GSS_S_UNAVAILABLE,
-        minor: 0,
-    })
+    drop(api.acquire_cred(sys::MECH_KRB5, Some(&store))?);
+    api.acquire_cred(sys::MECH_SPNEGO, Some(&store))
 }
 
 /// The routine error field of a major status (a number, not flags).
 fn routine(e: &GssError) -> u32 {
-    e.major.bits() & 0x00ff_0000
+    e.major & sys::ROUTINE_ERROR_MASK
 }
 
 /// GSSAPI's words for an error: "MAJOR (MINOR)", or only the minor status
@@ -234,9 +168,7 @@ fn detail(e: &GssError) -> String {
     if let Some(major) = full.strip_suffix(" (Success)") {
         full = major.to_string();
     }
-    let generic = [MajorFlags::GSS_S_FAILURE, MajorFlags::GSS_S_NO_CRED]
-        .iter()
-        .any(|m| routine(e) == m.bits());
+    let generic = [sys::GSS_S_FAILURE, sys::GSS_S_NO_CRED].contains(&routine(e));
     if generic && full.ends_with(')') {
         if let Some(open) = full.find(" (") {
             let minor = full[open + 2..full.len() - 1].trim();
@@ -260,12 +192,12 @@ fn classify(e: GssError) -> MechError {
         || text.contains("unable to reach any kdc")
     {
         Failure::KdcUnreachable
-    } else if routine(&e) == MajorFlags::GSS_S_CREDENTIALS_EXPIRED.bits()
+    } else if routine(&e) == sys::GSS_S_CREDENTIALS_EXPIRED
         || text.contains("ticket expired")
         || text.contains("credentials have expired")
     {
         Failure::Expired
-    } else if routine(&e) == MajorFlags::GSS_S_NO_CRED.bits()
+    } else if routine(&e) == sys::GSS_S_NO_CRED
         || text.contains("no kerberos credentials available")
         || text.contains("no credentials cache found")
     {
@@ -274,4 +206,76 @@ fn classify(e: GssError) -> MechError {
         Failure::Other
     };
     MechError { failure, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(major: u32, text: &str) -> MechError {
+        classify(GssError {
+            major,
+            text: text.into(),
+        })
+    }
+
+    #[test]
+    fn classifies_gssapi_words() {
+        let m = err(
+            sys::GSS_S_NO_CRED,
+            "No credentials were supplied, or the credentials were unavailable or inaccessible \
+             (No Kerberos credentials available (default cache: FILE:/tmp/cc))",
+        );
+        assert_eq!(m.failure, Failure::NoCredentials);
+        assert_eq!(
+            m.detail,
+            "No Kerberos credentials available (default cache: FILE:/tmp/cc)"
+        );
+        let m = err(
+            sys::GSS_S_FAILURE,
+            "Unspecified GSS failure.  Minor code may provide more information (Server \
+             HTTP/x@R not found in Kerberos database)",
+        );
+        assert_eq!(m.failure, Failure::UnknownSpn);
+        assert_eq!(m.detail, "Server HTTP/x@R not found in Kerberos database");
+        let m = err(
+            sys::GSS_S_CREDENTIALS_EXPIRED,
+            "The referenced credential has expired (Unknown error)",
+        );
+        assert_eq!(m.failure, Failure::Expired);
+        assert_eq!(
+            m.detail,
+            "The referenced credential has expired (Unknown error)"
+        );
+        let kdc = "Unspecified GSS failure.  Minor code may provide more information (Cannot \
+                   contact any KDC for realm 'R')";
+        assert_eq!(
+            err(sys::GSS_S_FAILURE, kdc).failure,
+            Failure::KdcUnreachable
+        );
+        let m = err(
+            sys::GSS_S_UNAVAILABLE,
+            "The operation or option is not available or unsupported (Unknown error)",
+        );
+        assert_eq!(m.failure, Failure::Other);
+        assert_eq!(
+            m.detail,
+            "The operation or option is not available or unsupported (Unknown error)"
+        );
+    }
+
+    #[test]
+    fn a_missing_library_exits_6_saying_what_to_install() {
+        let Err(detail) = sys::load(&["libscunblock-no-such-gssapi.so.9"]) else {
+            panic!("a library that does not exist loaded");
+        };
+        let e = super::super::failure_message(unavailable(detail), &Spn::for_host("cm.test"), None);
+        assert_eq!(e.exit_code(), 6);
+        let text = e.to_string();
+        assert!(
+            text.contains("Negotiate sign-in to CM as HTTP/cm.test failed"),
+            "{text}"
+        );
+        assert!(text.contains("install it"), "{text}");
+    }
 }
