@@ -73,7 +73,8 @@
 //!   "rrc": 0,                    // RESET RETRY COUNTER received
 //!   "atr_requests": 1,           // control 04 received
 //!   "power_ons": 1, "resets": 0, "connections": 1,
-//!   "local_port": 41234 }        // our end of the vpcd connection (null: none)
+//!   "local_port": 41234,         // our end of the vpcd connection (null: none)
+//!   "cpu_us": 1234 }             // this process's CPU time so far (benchmarks)
 //! ```
 //! Only the fields named above are loaded; the rest (session, logs, counters of events) is
 //! per process and starts empty.

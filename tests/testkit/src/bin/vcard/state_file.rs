@@ -67,7 +67,10 @@ impl StateFile {
     /// Pretty JSON equal to [`to_json`]: one top-level key per line as `  "key": value,`
     /// (keys sorted, then "apdus" and "responses" last, one entry per line).
     pub fn save(&mut self, card: &Card) -> std::io::Result<()> {
-        let small = serde_json::to_string_pretty(&scalars(card)).expect("JSON of plain values");
+        let mut scalars = scalars(card);
+        // This process's CPU time so far (user + system), for benchmarks.
+        scalars["cpu_us"] = json!(cpu_us());
+        let small = serde_json::to_string_pretty(&scalars).expect("JSON of plain values");
         let mut text = String::with_capacity(small.len() + 64 * card.log.apdus.len() + 64);
         text.push_str(small.trim_end().trim_end_matches('}').trim_end());
         for (name, list) in [
@@ -91,7 +94,19 @@ impl StateFile {
     }
 }
 
-/// The whole state as JSON (what the file holds).
+/// This process's CPU time (user + system) in µs, from getrusage.
+fn cpu_us() -> u64 {
+    // SAFETY: rusage is plain old data, filled by getrusage for this process.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a local.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(ru.ru_utime) + us(ru.ru_stime)
+}
+
+/// The whole state as JSON (what the file holds, but `cpu_us`).
 #[cfg(test)]
 pub fn to_json(card: &Card) -> Value {
     let hexes = |v: &Vec<Vec<u8>>| v.iter().map(hex::encode).collect::<Vec<_>>();
@@ -205,7 +220,9 @@ mod tests {
         file.save(&card).unwrap();
 
         let text = fs::read_to_string(&path).unwrap();
-        let v: Value = serde_json::from_str(&text).unwrap();
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        assert!(v["cpu_us"].is_u64(), "{v}");
+        v.as_object_mut().unwrap().remove("cpu_us");
         assert_eq!(v, to_json(&card));
         assert!(text.contains(&format!("\n  \"pid\": {},\n", std::process::id())));
         assert_eq!(v["responses"][1], "6983");
