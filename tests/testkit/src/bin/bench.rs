@@ -75,7 +75,7 @@ usage: scunblock-bench --work DIR [--quick] [--runs N] [--warmup N] [--kiosk-run
                        [--baseline SCUNBLOCK]
 
   --work DIR        scratch directory (the stacks, logs, keys); should be empty
-  --quick           15 runs each after 2 warm-up, 2 kiosk rounds, no callgrind (< 1 min)
+  --quick           15 runs each after 2 warm-up, 1 kiosk round, no callgrind (< 1 min)
   --runs N          measured runs per command (default 101; at least 15)
   --warmup N        warm-up rounds, not counted (default 5)
   --kiosk-runs N    measured kiosk rounds per card count (default 15)
@@ -192,7 +192,7 @@ fn parse_opts() -> Opts {
         quick,
         runs,
         warmup: warmup.unwrap_or(if quick { 2 } else { 5 }),
-        kiosk_runs: kiosk_runs.unwrap_or(if quick { 2 } else { 15 }),
+        kiosk_runs: kiosk_runs.unwrap_or(if quick { 1 } else { 15 }),
         doc,
         raw,
         kiosk,
@@ -704,11 +704,50 @@ fn round_robin(rows: &mut [Row], floor: &Floor, servers: &mut [CmServer], o: &Op
 
 // --- the kiosk ---------------------------------------------------------------------------
 
+/// The kiosk's ways to put the cards in at once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// The cards are in before a watcher starts: it finds them all in its first look and
+    /// starts every flow at the same moment.
+    AtOnce,
+    /// As `AtOnce`, with pcscd, the cards and the watcher on one CPU: how much of the
+    /// flows' time is CPU work, so what ratio more cores could give at best.
+    OneCore,
+    /// As `AtOnce`, with cards that take `SLOW_APDU_MS` over each APDU, as real ones do.
+    SlowCard,
+    /// One watcher runs all along; the cards are inserted while it watches.
+    Live,
+}
+
+/// A real card's time per APDU for `Way::SlowCard` (fast contact cards take 2-20 ms).
+const SLOW_APDU_MS: u32 = 5;
+
+impl Way {
+    const ALL: [Way; 4] = [Way::AtOnce, Way::OneCore, Way::SlowCard, Way::Live];
+
+    fn key(self) -> &'static str {
+        match self {
+            Way::AtOnce => "at_once",
+            Way::OneCore => "one_core",
+            Way::SlowCard => "slow_card",
+            Way::Live => "live",
+        }
+    }
+
+    fn title(self) -> String {
+        match self {
+            Way::AtOnce => "Seen at once".into(),
+            Way::OneCore => "Seen at once, everything on one CPU".into(),
+            Way::SlowCard => format!("Seen at once, cards taking {SLOW_APDU_MS} ms per APDU"),
+            Way::Live => "Live insertions".into(),
+        }
+    }
+}
+
 struct KioskTrial {
     cards: usize,
-    /// The cards were in before the watcher started (it sees them at once), rather than
-    /// inserted while it watched.
-    at_once: bool,
+    /// How the cards were put in, and on what.
+    way: Way,
     /// The main figure: the last card's PC/SC insertion (pcscd reports it present; seen by
     /// a separate monitor process) to the last `unblock_succeeded` line, ms.
     pcsc_ms: f64,
@@ -903,14 +942,63 @@ fn new_pin_script(work: &Path) -> PathBuf {
     pin_cmd
 }
 
-/// Start `scunblock --json watch --unblock` on the stack; its lines go to `tx`.
-fn spawn_watch(env: &Env, stack: &Stack, pin_cmd: &Path, work: &Path, tx: Sender<Line>) -> Child {
+/// Pin every thread of process `pid` to CPU `cpu`, or with `None` let it run anywhere.
+/// Threads it starts later inherit the affinity of the thread that starts them.
+fn pin_to_cpu(pid: &str, cpu: Option<usize>) {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    let set = cpu_set(cpu);
+    for tid in tasks.flatten() {
+        if let Some(tid) = tid.file_name().to_str().and_then(|t| t.parse().ok()) {
+            // SAFETY: a valid cpu_set_t of the size given; a vanished thread fails harmlessly.
+            unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
+        }
+    }
+}
+
+/// CPU `cpu` alone, or every CPU.
+fn cpu_set(cpu: Option<usize>) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain old data; CPU_SET writes within it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for c in cpu.map_or(0..all, |c| c..c + 1) {
+        // SAFETY: as above.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    set
+}
+
+/// Start `scunblock --json watch --unblock` on the stack, on CPU `cpu` only if given; its
+/// lines go to `tx`.
+fn spawn_watch(
+    env: &Env,
+    stack: &Stack,
+    pin_cmd: &Path,
+    work: &Path,
+    tx: Sender<Line>,
+    cpu: Option<usize>,
+) -> Child {
     let err = File::options()
         .create(true)
         .append(true)
         .open(work.join("watch.stderr"))
         .expect("open watch.stderr");
-    let mut child = Command::new(&env.agent)
+    let mut cmd = Command::new(&env.agent);
+    if cpu.is_some() {
+        use std::os::unix::process::CommandExt;
+        let set = cpu_set(cpu);
+        // SAFETY: sched_setaffinity is a plain system call, safe between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
         .args(["--json", "watch", "--unblock", "--admin-key-file"])
         .arg(&env.key)
         .arg("--new-pin-command")
@@ -1016,7 +1104,7 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
             None => die("the PC/SC monitor did not start"),
         }
     }
-    let vcard_args = |slot: usize, wait: bool| -> Vec<String> {
+    let vcard_args = |slot: usize, wait: bool, way: Way| -> Vec<String> {
         let mut a: Vec<String> = vec!["card".into(), stack.dir.display().to_string()];
         a.extend(["--slot".into(), slot.to_string()]);
         if !wait {
@@ -1035,6 +1123,9 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
             ]
             .map(String::from),
         );
+        if way == Way::SlowCard {
+            a.extend(["--apdu-time".into(), SLOW_APDU_MS.to_string()]);
+        }
         a
     };
     let remove_args = |slot: usize| -> Vec<String> {
@@ -1120,14 +1211,14 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
     };
 
     // Live: one watcher; cards inserted while it runs.
-    let mut watch = spawn_watch(env, &stack, &pin_cmd, &o.work, tx.clone());
+    let mut watch = spawn_watch(env, &stack, &pin_cmd, &o.work, tx.clone(), None);
     watch_ready(&kids);
     std::thread::sleep(Duration::from_millis(200));
     while kids.lines.try_recv().is_ok() {}
     let mut trials = vec![];
     for round in 0..=o.kiosk_runs {
         for n in [1usize, 2, 4] {
-            vstack_each(&stack, n, &|slot| vcard_args(slot, false));
+            vstack_each(&stack, n, &|slot| vcard_args(slot, false, Way::Live));
             let (pcsc_in, reported, done) = collect(&kids, n, true);
             if done.keys().any(|r| !pcsc_in.contains_key(r)) {
                 die(format!(
@@ -1141,7 +1232,7 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
             let ((last_ok, last_ok_t), (_, last_rep_t)) = (last(&done), last(&reported));
             let trial = KioskTrial {
                 cards: n,
-                at_once: false,
+                way: Way::Live,
                 watch_cpu_ms: f64::NAN,
                 pcscd_cpu_ms: f64::NAN,
                 cards_cpu_ms: f64::NAN,
@@ -1177,53 +1268,66 @@ fn kiosk(o: &Opts, env: &Env) -> Kiosk {
     // At once: the cards are in before a watcher starts, so it finds them all in its first
     // look and starts every flow at the same moment. From the watcher's first
     // `card_inserted` line (its start-up, the same for 1 or 4 cards, is left out).
-    for round in 0..=o.kiosk_runs {
-        for n in [1usize, 2, 4] {
-            vstack_each(&stack, n, &|slot| vcard_args(slot, true));
-            while kids.lines.try_recv().is_ok() {}
-            let pcscd_pid = fs::read_to_string(stack.dir.join("pcscd.pid")).unwrap_or_default();
-            let pcscd0 = proc_cpu_ms(pcscd_pid.trim());
-            let mut watch = spawn_watch(env, &stack, &pin_cmd, &o.work, tx.clone());
-            watch_ready(&kids);
-            let (_, reported, done) = collect(&kids, n, false);
-            let pcscd_cpu = proc_cpu_ms(pcscd_pid.trim())
-                .zip(pcscd0)
-                .map_or(f64::NAN, |(b, a)| b - a);
-            let watch_cpu = stop_child(&mut watch).unwrap_or(f64::NAN);
-            // The cards' own count (getrusage, in their state file as of their last
-            // event: the disconnect that ended the flow).
-            let cards_cpu: f64 = (0..n)
-                .map(|slot| {
-                    stack.card_state(slot)["cpu_us"]
-                        .as_f64()
-                        .unwrap_or(f64::NAN)
-                        / 1e3
-                })
-                .sum();
-            let (last_ok, last_ok_t) = last(&done);
-            let t0 = reported.values().map(|x| x.0).min().expect("n > 0");
-            let first_rep_t = reported.values().map(|x| x.1).fold(f64::MAX, f64::min);
-            let trial = KioskTrial {
-                cards: n,
-                at_once: true,
-                watch_cpu_ms: watch_cpu,
-                pcscd_cpu_ms: pcscd_cpu,
-                cards_cpu_ms: cards_cpu,
-                pcsc_ms: ms_between(t0, last_ok),
-                event_ms: last_ok_t - first_rep_t,
-                per_card_ms: done.values().map(|(at, _)| ms_between(t0, *at)).collect(),
-                to_report_ms: reported
-                    .values()
-                    .map(|(at, _)| ms_between(t0, *at))
-                    .collect(),
-                spread_ms: 0.0,
-            };
-            vstack_each(&stack, n, &remove_args);
-            while kids.lines.try_recv().is_ok() {}
-            if round > 0 {
-                trials.push(trial);
+    let pcscd_pid = fs::read_to_string(stack.dir.join("pcscd.pid")).unwrap_or_default();
+    let pcscd_pid = pcscd_pid.trim();
+    for way in [Way::AtOnce, Way::OneCore, Way::SlowCard] {
+        let one_cpu = (way == Way::OneCore).then_some(0);
+        for round in 0..=o.kiosk_runs {
+            for n in [1usize, 2, 4] {
+                vstack_each(&stack, n, &|slot| vcard_args(slot, true, way));
+                while kids.lines.try_recv().is_ok() {}
+                if let Some(cpu) = one_cpu {
+                    pin_to_cpu(pcscd_pid, Some(cpu));
+                    for slot in 0..n {
+                        let pid = fs::read_to_string(stack.dir.join(format!("card-{slot}.pid")))
+                            .unwrap_or_default();
+                        pin_to_cpu(pid.trim(), Some(cpu));
+                    }
+                }
+                let pcscd0 = proc_cpu_ms(pcscd_pid);
+                let mut watch = spawn_watch(env, &stack, &pin_cmd, &o.work, tx.clone(), one_cpu);
+                watch_ready(&kids);
+                let (_, reported, done) = collect(&kids, n, false);
+                let pcscd_cpu = proc_cpu_ms(pcscd_pid)
+                    .zip(pcscd0)
+                    .map_or(f64::NAN, |(b, a)| b - a);
+                let watch_cpu = stop_child(&mut watch).unwrap_or(f64::NAN);
+                // The cards' own count (getrusage, in their state file as of their last
+                // event: the disconnect that ended the flow).
+                let cards_cpu: f64 = (0..n)
+                    .map(|slot| {
+                        stack.card_state(slot)["cpu_us"]
+                            .as_f64()
+                            .unwrap_or(f64::NAN)
+                            / 1e3
+                    })
+                    .sum();
+                let (last_ok, last_ok_t) = last(&done);
+                let t0 = reported.values().map(|x| x.0).min().expect("n > 0");
+                let first_rep_t = reported.values().map(|x| x.1).fold(f64::MAX, f64::min);
+                let trial = KioskTrial {
+                    cards: n,
+                    way,
+                    watch_cpu_ms: watch_cpu,
+                    pcscd_cpu_ms: pcscd_cpu,
+                    cards_cpu_ms: cards_cpu,
+                    pcsc_ms: ms_between(t0, last_ok),
+                    event_ms: last_ok_t - first_rep_t,
+                    per_card_ms: done.values().map(|(at, _)| ms_between(t0, *at)).collect(),
+                    to_report_ms: reported
+                        .values()
+                        .map(|(at, _)| ms_between(t0, *at))
+                        .collect(),
+                    spread_ms: 0.0,
+                };
+                vstack_each(&stack, n, &remove_args);
+                while kids.lines.try_recv().is_ok() {}
+                if round > 0 {
+                    trials.push(trial);
+                }
             }
         }
+        pin_to_cpu(pcscd_pid, None);
     }
     drop(kids);
     drop(stack);
@@ -1777,7 +1881,7 @@ fn write_raw(path: &Path, rows: &[Row], kiosk: &Kiosk) {
                 .iter()
                 .map(|t| {
                     serde_json::json!({"cards": t.cards, "event_ms": t.event_ms,
-                        "at_once": t.at_once, "watch_cpu_ms": t.watch_cpu_ms, "pcscd_cpu_ms": t.pcscd_cpu_ms, "cards_cpu_ms": t.cards_cpu_ms, "pcsc_ms": t.pcsc_ms, "per_card_ms": t.per_card_ms, "to_report_ms": t.to_report_ms, "spread_ms": t.spread_ms})
+                        "way": t.way.key(), "watch_cpu_ms": t.watch_cpu_ms, "pcscd_cpu_ms": t.pcscd_cpu_ms, "cards_cpu_ms": t.cards_cpu_ms, "pcsc_ms": t.pcsc_ms, "per_card_ms": t.per_card_ms, "to_report_ms": t.to_report_ms, "spread_ms": t.spread_ms})
                 })
                 .collect(),
         );
@@ -1856,14 +1960,14 @@ fn report(r: &Report) -> String {
         .filter_map(|x| x.rss_mib().map(|st| st.max))
         .fold(0.0, f64::max);
     let rss_unblock = must("agent").rss_mib().map_or(f64::NAN, |st| st.max);
-    // (ratio, 1 card ms, 4 cards ms) for the cards seen at once, then for live insertions.
-    let kiosk_ratio = |at_once: bool| match r.kiosk {
+    // (ratio, 1 card ms, 4 cards ms) of one way.
+    let kiosk_ratio = |way: Way| match r.kiosk {
         Kiosk::Done { trials, .. } => {
             let m = |n: usize| {
                 med(stat(
                     &trials
                         .iter()
-                        .filter(|t| t.cards == n && t.at_once == at_once)
+                        .filter(|t| t.cards == n && t.way == way)
                         .map(|t| t.pcsc_ms)
                         .collect::<Vec<_>>(),
                 ))
@@ -1893,13 +1997,17 @@ fn report(r: &Report) -> String {
          {rss_max:.1} MiB the most of any agent command here (CM over https included) | {} |",
         verdict(rss_max * 1.048_576 <= 15.0)
     );
-    match (kiosk_ratio(true), kiosk_ratio(false)) {
-        (Some((k, one, four)), Some((kl, onel, fourl))) => {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match Way::ALL.map(kiosk_ratio) {
+        [Some((k, one, four)), Some((k1, ..)), Some((ks, ones, fours)), Some((kl, onel, fourl))] => {
             let _ = writeln!(
                 s,
                 "| 4 cards in 4 readers / 1 card | ≤ 1.3 | {k:.2} with the cards seen at once \
-                 ({four:.1} / {one:.1} ms); {kl:.2} for live insertions, which pcscd sees \
+                 ({four:.1} / {one:.1} ms), where {cores} cores allow {:.2} at best ({k1:.2} \
+                 on one CPU / {cores}); {ks:.2} with cards taking {SLOW_APDU_MS} ms per APDU \
+                 ({fours:.1} / {ones:.1} ms); {kl:.2} for live insertions, which pcscd sees \
                  apart ({fourl:.1} / {onel:.1} ms) | {} |",
+                (k1 / cores as f64).max(1.0),
                 verdict(k <= 1.3)
             );
         }
@@ -2050,12 +2158,19 @@ fn report(r: &Report) -> String {
                 s,
                 "`scunblock watch --unblock --json` over {readers} readers (local key; \
                  `--new-pin-command` is a `/bin/sh` script), with 1, 2 or 4 new cards (PIN \
-                 blocked), then the cards removed. Two ways to put the cards in at once:\n\n\
+                 blocked), then the cards removed. Four ways to put the cards in at once:\n\n\
                  - *Seen at once*: the cards are in before a watcher starts, so its first look \
                  finds them all and every flow starts at the same moment. Time from its first \
                  `card_inserted` line (reported once that card was read; the watcher's \
                  start-up is left out) to its last `unblock_succeeded`; per card, from that \
                  same first line. This is the concurrency figure.\n\
+                 - *Seen at once, everything on one CPU*: the same, with pcscd, the cards and \
+                 the watcher (its PIN commands too) pinned to CPU 0. The virtual card answers \
+                 at once, so a flow is CPU work from end to end: if 4 cards take about 4 × \
+                 one card's time here, the ratio on N cores can at best be this one / N.\n\
+                 - *Seen at once, cards taking {SLOW_APDU_MS} ms per APDU* (`scunblock-vcard \
+                 --apdu-time {SLOW_APDU_MS}`): real cards spend milliseconds on each APDU, \
+                 in the card, not on the host's CPU.\n\
                  - *Live*: one watcher runs all along, and the cards are inserted together. \
                  pcscd polls each slot on its own ~400 ms cycle, so it sees them up to ~30 ms \
                  apart (spread). Insertion is when PC/SC reports a card present, as seen by a \
@@ -2067,7 +2182,8 @@ fn report(r: &Report) -> String {
                  reports it). Median (min–max) of {} rounds each, ms.\n",
                 o.kiosk_runs
             );
-            for (at_once, title) in [(true, "Seen at once"), (false, "Live insertions")] {
+            for way in Way::ALL {
+                let title = way.title();
                 let _ = writeln!(
                     s,
                     "{title}:\n\n| cards | last insertion → last `unblock_succeeded` | \
@@ -2077,7 +2193,7 @@ fn report(r: &Report) -> String {
                 for n in [1usize, 2, 4] {
                     let t: Vec<&KioskTrial> = trials
                         .iter()
-                        .filter(|t| t.cards == n && t.at_once == at_once)
+                        .filter(|t| t.cards == n && t.way == way)
                         .collect();
                     let f = |g: &dyn Fn(&KioskTrial) -> f64| {
                         stat(&t.iter().map(|x| g(x)).collect::<Vec<_>>())
@@ -2089,10 +2205,10 @@ fn report(r: &Report) -> String {
                                 .collect::<Vec<_>>(),
                         )
                     };
-                    let spread = if at_once {
-                        "–".to_string()
-                    } else {
+                    let spread = if way == Way::Live {
                         fmt_stat(f(&|x| x.spread_ms), 0)
+                    } else {
+                        "–".to_string()
                     };
                     let _ = writeln!(
                         s,
@@ -2103,14 +2219,14 @@ fn report(r: &Report) -> String {
                         fmt_stat(all(&|x| &x.to_report_ms), 1),
                     );
                 }
-                if let Some((k, _, _)) = kiosk_ratio(at_once) {
+                if let Some((k, _, _)) = kiosk_ratio(way) {
                     let _ = writeln!(s, "\n4 cards / 1 card: {k:.2}.\n");
                 }
-                if at_once {
+                if way == Way::AtOnce {
                     let cpu = |n: usize, g: &dyn Fn(&KioskTrial) -> f64| {
                         let v: Vec<f64> = trials
                             .iter()
-                            .filter(|t| t.at_once && t.cards == n)
+                            .filter(|t| t.way == way && t.cards == n)
                             .map(g)
                             .filter(|x| x.is_finite())
                             .collect();
@@ -2129,24 +2245,6 @@ fn report(r: &Report) -> String {
                          card, {c4:.1} ms with 4.\n",
                         (w4 - w1) / 3.0
                     );
-                    // The flows overlap fully only if the cores keep up. Each card's part
-                    // of the window costs at least its PIN command's CPU (measured alone in
-                    // the round-robin), before any APDU.
-                    let pin = med(must("pin_cmd").cpu());
-                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                    if let Some((k, one, _)) = kiosk_ratio(true) {
-                        let least = 4.0 * pin / cores as f64;
-                        let _ = writeln!(
-                            s,
-                            "CPU bound: each card's part of the window costs at least its PIN \
-                             command, {pin:.2} ms of CPU alone (the round-robin row), before \
-                             its 6 APDUs through pcscd and the card. On {cores} cores, 4 cards \
-                             cannot take less than 4 × {pin:.2} / {cores} = {least:.1} ms: \
-                             {:.2} × the 1-card time ({one:.1} ms) is below the lowest ratio \
-                             this machine allows, whatever the agent does; measured {k:.2}.\n",
-                            (least / one).max(1.0)
-                        );
-                    }
                 }
             }
         }

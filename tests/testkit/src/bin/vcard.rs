@@ -124,6 +124,7 @@ struct VCard {
     vanish_on_ins: Option<card::InsMatch>,
     vanish_after_ins: Option<card::InsMatch>,
     delay_ins: Vec<(card::InsMatch, Duration)>,
+    apdu_time: Duration,
     quiet: bool,
     save_per_apdu: bool,
 }
@@ -228,6 +229,9 @@ impl VCard {
             return None;
         }
         let response = self.card.process(apdu);
+        if !self.apdu_time.is_zero() {
+            std::thread::sleep(self.apdu_time);
+        }
         if matches(&self.vanish_after_ins) {
             eprintln!(
                 "vcard: > {} : processed ({}), vanishing unanswered",
@@ -296,6 +300,7 @@ fn run() -> i32 {
         vanish_on_ins: opts.vanish_on_ins,
         vanish_after_ins: opts.vanish_after_ins,
         delay_ins: opts.delay_ins.clone(),
+        apdu_time: opts.apdu_time,
         quiet: opts.quiet,
         save_per_apdu: opts.save_per_apdu,
     };

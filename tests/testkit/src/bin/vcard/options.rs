@@ -42,6 +42,8 @@ faults (INS is XX: every APDU with INS XX, or XX+data: only those with a data fi
                           host an empty response either way)
   --respond-ins INS=HEX   answer every matching APDU with exactly HEX (may be empty);
                           repeatable
+  --apdu-time MS          take MS milliseconds over every command APDU before answering
+                          (a real card's processing time; benchmarks)
   --delay-ins INS=MS      stall MS milliseconds on every matching APDU before processing
                           it (the state file already lists it); repeatable
 state:
@@ -70,6 +72,8 @@ pub struct Options {
     pub vanish_fin: bool,
     /// Matching APDUs -> how long to stall before processing them.
     pub delay_ins: Vec<(InsMatch, Duration)>,
+    /// Every command APDU takes this long (a real card's processing time).
+    pub apdu_time: Duration,
     pub state: Option<PathBuf>,
     pub fresh_state: bool,
     pub quiet: bool,
@@ -123,6 +127,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     let mut vanish_after_ins = None;
     let mut vanish_fin = false;
     let mut delay_ins = Vec::new();
+    let mut apdu_time = Duration::ZERO;
     let mut state = None;
     let mut fresh_state = false;
     let mut quiet = false;
@@ -190,6 +195,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
                 let ms: u64 = parse_num(&name, ms)?;
                 delay_ins.push((parse_ins(ins)?, Duration::from_millis(ms)));
             }
+            "--apdu-time" => apdu_time = Duration::from_millis(parse_num(&name, &value()?)?),
             "--state" => state = Some(PathBuf::from(value()?)),
             "--fresh-state" => fresh_state = true,
             "--no-apdu-log" => config.log_apdus = false,
@@ -241,6 +247,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         vanish_after_ins,
         vanish_fin,
         delay_ins,
+        apdu_time,
         state,
         fresh_state,
         quiet,
@@ -314,8 +321,13 @@ mod tests {
             "--delay-ins",
             "84=1500",
             "--delay-ins=82+data=20",
+            "--apdu-time",
+            "5",
+            "--state-on-events",
         ])
         .unwrap();
+        assert_eq!(o.apdu_time, Duration::from_millis(5));
+        assert!(!o.save_per_apdu);
         let ea = InsMatch {
             ins: 0x82,
             with_data: true,
