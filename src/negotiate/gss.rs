@@ -212,56 +212,55 @@ fn classify(e: GssError) -> MechError {
 mod tests {
     use super::*;
 
-    fn err(major: u32, text: &str) -> MechError {
-        classify(GssError {
-            major,
-            text: text.into(),
-        })
-    }
-
     #[test]
     fn classifies_gssapi_words() {
-        let m = err(
-            sys::GSS_S_NO_CRED,
-            "No credentials were supplied, or the credentials were unavailable or inaccessible \
-             (No Kerberos credentials available (default cache: FILE:/tmp/cc))",
-        );
-        assert_eq!(m.failure, Failure::NoCredentials);
-        assert_eq!(
-            m.detail,
-            "No Kerberos credentials available (default cache: FILE:/tmp/cc)"
-        );
-        let m = err(
-            sys::GSS_S_FAILURE,
-            "Unspecified GSS failure.  Minor code may provide more information (Server \
-             HTTP/x@R not found in Kerberos database)",
-        );
-        assert_eq!(m.failure, Failure::UnknownSpn);
-        assert_eq!(m.detail, "Server HTTP/x@R not found in Kerberos database");
-        let m = err(
-            sys::GSS_S_CREDENTIALS_EXPIRED,
-            "The referenced credential has expired (Unknown error)",
-        );
-        assert_eq!(m.failure, Failure::Expired);
-        assert_eq!(
-            m.detail,
-            "The referenced credential has expired (Unknown error)"
-        );
         let kdc = "Unspecified GSS failure.  Minor code may provide more information (Cannot \
                    contact any KDC for realm 'R')";
-        assert_eq!(
-            err(sys::GSS_S_FAILURE, kdc).failure,
-            Failure::KdcUnreachable
-        );
-        let m = err(
-            sys::GSS_S_UNAVAILABLE,
-            "The operation or option is not available or unsupported (Unknown error)",
-        );
-        assert_eq!(m.failure, Failure::Other);
-        assert_eq!(
-            m.detail,
-            "The operation or option is not available or unsupported (Unknown error)"
-        );
+        let expired = "The referenced credential has expired (Unknown error)";
+        let unavailable = "The operation or option is not available or unsupported (Unknown error)";
+        // (major status, GSSAPI's words, class, the detail shown)
+        let cases = [
+            (
+                sys::GSS_S_NO_CRED,
+                "No credentials were supplied, or the credentials were unavailable or \
+                 inaccessible (No Kerberos credentials available (default cache: FILE:/tmp/cc))",
+                Failure::NoCredentials,
+                "No Kerberos credentials available (default cache: FILE:/tmp/cc)",
+            ),
+            (
+                sys::GSS_S_FAILURE,
+                "Unspecified GSS failure.  Minor code may provide more information (Server \
+                 HTTP/x@R not found in Kerberos database)",
+                Failure::UnknownSpn,
+                "Server HTTP/x@R not found in Kerberos database",
+            ),
+            (
+                sys::GSS_S_CREDENTIALS_EXPIRED,
+                expired,
+                Failure::Expired,
+                expired,
+            ),
+            (
+                sys::GSS_S_FAILURE,
+                kdc,
+                Failure::KdcUnreachable,
+                "Cannot contact any KDC for realm 'R'",
+            ),
+            (
+                sys::GSS_S_UNAVAILABLE,
+                unavailable,
+                Failure::Other,
+                unavailable,
+            ),
+        ];
+        for (major, text, failure, detail) in cases {
+            let m = classify(GssError {
+                major,
+                text: text.into(),
+            });
+            assert_eq!(m.failure, failure, "{text}");
+            assert_eq!(m.detail, detail, "{text}");
+        }
     }
 
     #[test]
