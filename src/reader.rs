@@ -89,11 +89,19 @@ fn map_service_error(e: pcsc::Error, doing: &str) -> Error {
 
 /// All readers with their state, in PC/SC order.
 pub fn list(ctx: &Context) -> Result<Vec<ReaderInfo>, Error> {
-    let names = match ctx.list_readers_owned() {
-        Ok(n) => n,
-        Err(pcsc::Error::NoReadersAvailable) => return Ok(vec![]),
-        Err(e) => return Err(map_service_error(e, "list the readers of")),
-    };
+    states_of(ctx, names(ctx)?)
+}
+
+/// The readers' names, in PC/SC order.
+fn names(ctx: &Context) -> Result<Vec<CString>, Error> {
+    match ctx.list_readers_owned() {
+        Ok(n) => Ok(n),
+        Err(pcsc::Error::NoReadersAvailable) => Ok(vec![]),
+        Err(e) => Err(map_service_error(e, "list the readers of")),
+    }
+}
+
+fn states_of(ctx: &Context, names: Vec<CString>) -> Result<Vec<ReaderInfo>, Error> {
     let mut states: Vec<ReaderState> = names
         .iter()
         .map(|n| ReaderState::new(n.clone(), State::UNAWARE))
@@ -194,15 +202,58 @@ fn describe(sel: &ReaderSelector) -> String {
     }
 }
 
-/// Wait (up to `wait`) until the selected reader holds a card, then return it.
-pub fn wait_for_reader(
+/// The reader to connect to: without `--wait-card`, where the names alone
+/// decide (an exact name, an index, a part of one name, or the only reader),
+/// at once: a missing card then fails the connection with the same error.
+/// Otherwise the one [`wait_for_reader`] finds.
+pub fn select(ctx: &Context, sel: &ReaderSelector, wait: Duration) -> Result<String, Error> {
+    let names = names(ctx)?;
+    if wait.is_zero() {
+        if let Some(name) = chosen_by_name(&names, sel) {
+            return Ok(name);
+        }
+    }
+    wait_for_reader(ctx, sel, wait, Some(names)).map(|r| r.name)
+}
+
+/// The one reader `sel` names without looking at the cards, if it names one.
+fn chosen_by_name(names: &[CString], sel: &ReaderSelector) -> Option<String> {
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    let found: Vec<&String> = match sel {
+        ReaderSelector::Auto => names.iter().collect(),
+        ReaderSelector::Index(i) => names.get(*i).into_iter().collect(),
+        ReaderSelector::Exact(name) => names.iter().filter(|n| *n == name).collect(),
+        ReaderSelector::Substring(part) => {
+            let part = part.to_lowercase();
+            names
+                .iter()
+                .filter(|n| n.to_lowercase().contains(&part))
+                .collect()
+        }
+    };
+    match found[..] {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// Wait (up to `wait`) until the selected reader holds a card, then return
+/// it. `names`: the readers just listed, if they were.
+fn wait_for_reader(
     ctx: &Context,
     sel: &ReaderSelector,
     wait: Duration,
+    mut names: Option<Vec<CString>>,
 ) -> Result<ReaderInfo, Error> {
     let deadline = Instant::now() + wait;
     loop {
-        let readers = list(ctx)?;
+        let readers = match names.take() {
+            Some(n) => states_of(ctx, n)?,
+            None => list(ctx)?,
+        };
         let chosen = choose(&readers, sel);
         let remaining = deadline.saturating_duration_since(Instant::now());
         match chosen {
@@ -430,6 +481,29 @@ pub fn reset_error() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_alone_decide_only_when_they_name_one_reader() {
+        let names: Vec<CString> = ["Virtual PCD 00 00", "Virtual PCD 00 01", "Yubico YubiKey"]
+            .iter()
+            .map(|n| CString::new(*n).unwrap())
+            .collect();
+        let pick = |sel: &str| chosen_by_name(&names, &ReaderSelector::parse(Some(sel)).unwrap());
+        assert_eq!(pick("1").as_deref(), Some("Virtual PCD 00 01"));
+        assert_eq!(pick("@Yubico YubiKey").as_deref(), Some("Yubico YubiKey"));
+        assert_eq!(pick("yubi").as_deref(), Some("Yubico YubiKey"));
+        // Several matches, none, or no selector with several readers: the states decide
+        // (and the errors list the readers).
+        assert_eq!(pick("virtual"), None);
+        assert_eq!(pick("3"), None);
+        assert_eq!(pick("@Yubico"), None);
+        assert_eq!(chosen_by_name(&names, &ReaderSelector::Auto), None);
+        assert_eq!(
+            chosen_by_name(&names[2..], &ReaderSelector::Auto).as_deref(),
+            Some("Yubico YubiKey")
+        );
+        assert_eq!(chosen_by_name(&[], &ReaderSelector::Auto), None);
+    }
 
     fn reader(index: usize, name: &str, card: bool) -> ReaderInfo {
         ReaderInfo {

@@ -167,9 +167,9 @@ fn trace(g: &Global) -> Trace {
 fn connect(g: &Global, sel: &ReaderSelector) -> Result<Connection, Error> {
     let ctx = reader::establish()?;
     let wait = Duration::from_secs(g.wait_card);
-    let chosen = reader::wait_for_reader(&ctx, sel, wait)?;
-    crate::log::verbose(format!("reader: {}", chosen.name));
-    Connection::open(&ctx, &chosen.name, wait)
+    let chosen = reader::select(&ctx, sel, wait)?;
+    crate::log::verbose(format!("reader: {chosen}"));
+    Connection::open(&ctx, &chosen, wait)
 }
 
 /// The responder for the key source the user chose.

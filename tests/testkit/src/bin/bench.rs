@@ -1555,16 +1555,21 @@ fn main() {
         env: vec![("PCSCLITE_CSOCK_NAME".into(), env.stack.csock().into())],
     };
     let opensc_reset = opensc.clone().env("OPENSC_CONF", &reset_conf);
-    let unblock_args: Vec<&dyn AsRef<OsStr>> = vec![
+    // `--reader 0`: the reader opensc-tool's `-r 0` names (PC/SC's first), so both pick
+    // it by name; `agent_auto` measures the search for the reader that holds a card.
+    let unblock_auto = env.agent(&[
         &"unblock",
         &"--admin-key-file",
         &key,
         &"--new-pin-env",
         &"BENCH_NEW_PIN",
-    ];
-    let unblock = env.agent(&unblock_args);
+    ]);
+    let mut unblock = unblock_auto.clone();
+    unblock.args.splice(0..0, ["--reader".into(), "0".into()]);
     let cm = |url: &str, direct: bool, https: bool| -> Proc {
         let mut args: Vec<OsString> = vec![
+            "--reader".into(),
+            "0".into(),
             "unblock".into(),
             "--new-pin-env".into(),
             "BENCH_NEW_PIN".into(),
@@ -1622,8 +1627,15 @@ fn main() {
         ),
         Row::new(
             "agent",
-            "`scunblock unblock --admin-key-file` (local key)",
+            "`scunblock --reader 0 unblock --admin-key-file` (local key; the reader named as \
+             `-r 0` names it to opensc-tool)",
             Action::Proc(Box::new(unblock.clone())),
+        ),
+        Row::new(
+            "agent_auto",
+            "`scunblock unblock --admin-key-file` (no `--reader`: it looks for the reader that \
+             holds a card)",
+            Action::Proc(Box::new(unblock_auto)),
         ),
     ];
     let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
@@ -1685,7 +1697,7 @@ fn main() {
         };
         rows.push(Row::new(
             "base_agent",
-            "baseline `scunblock unblock --admin-key-file`",
+            "baseline `scunblock --reader 0 unblock --admin-key-file`",
             Action::Proc(Box::new(with(unblock.clone()))),
         ));
         rows.push(Row::new(
@@ -2077,6 +2089,7 @@ fn report(r: &Report) -> String {
         "opensc",
         "opensc_reset",
         "agent",
+        "agent_auto",
     ] {
         let x = must(k);
         line(&mut s, x);
@@ -2257,7 +2270,7 @@ fn report(r: &Report) -> String {
     let _ = writeln!(
         s,
         "\n### Cold start, size, peak RSS per command\n\nBinary: `{}` {:.2} MiB ({} bytes; \
-         release profile: lto = \"thin\", codegen-units = 1, debuginfo stripped).\n",
+         release profile: lto = \"fat\", codegen-units = 1, debuginfo stripped).\n",
         r.agent.display(),
         size as f64 / 1048576.0,
         size
