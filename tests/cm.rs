@@ -3,13 +3,12 @@
 
 mod common;
 
-use common::cm::CmServer;
+use common::cm::{
+    long_pin_profile, CmServer, DOCS_CARD_ID as CARDID, DOCS_REQUEST as REQ, DOCS_SMARTCARD as SCID,
+};
 use common::run::{apdus, cryptograms, scunblock, Run, GOLDEN_CHALLENGE, GOLDEN_RESPONSE};
 use common::stack::{Card, VStack};
 
-const REQ: &str = "a9b4b42c-cc50-4c9b-89d1-bbc0bcd5a099";
-const SCID: &str = "17cf063d-e337-4aa9-a822-346554ddd3c9";
-const CARDID: &str = "bc88f13f-83ba-4037-8262-46eba1291c6e";
 const PIN: &str = "7531902468";
 
 struct Setup {
@@ -30,13 +29,6 @@ fn setup(card_args: &[&str]) -> Setup {
     args.extend_from_slice(card_args);
     let card = stack.insert(0, &args);
     Setup { stack, card }
-}
-
-/// The profile allowing a 10-digit PIN.
-fn long_pin_profile(dir: &std::path::Path) -> String {
-    let p = dir.join("p.toml");
-    std::fs::write(&p, "pin_max_len = 12\npin_charset = \"digits\"\n").unwrap();
-    p.display().to_string()
 }
 
 fn unblock(s: &Setup, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::cm::CmServer;
+use common::cm::{CmServer, DOCS_CARD_ID as CARDID, DOCS_REQUEST as REQ, DOCS_SMARTCARD as SCID};
 use common::run::{apdus, cryptograms, secret_file, Run, GOLDEN_CHALLENGE, ZERO_KEY};
 use common::stack::{Card, VStack};
 use serde_json::Value;
@@ -25,9 +25,6 @@ use serde_json::Value;
 const PIN: &str = "Ab3$x9Qz";
 /// A key that is not the card's (not 01*24: DES ignores parity, that is the zero key).
 const WRONG_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
-const CARDID: &str = "bc88f13f-83ba-4037-8262-46eba1291c6e";
-const SCID: &str = "17cf063d-e337-4aa9-a822-346554ddd3c9";
-const REQ: &str = "a9b4b42c-cc50-4c9b-89d1-bbc0bcd5a099";
 
 /// One row: its own stack, a card whose PIN is blocked (golden challenge), key files.
 struct Row {

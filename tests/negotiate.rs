@@ -14,14 +14,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use common::cm::CmServer;
+use common::cm::{
+    long_pin_profile, CmServer, DOCS_CARD_ID as CARDID, DOCS_REQUEST as REQ, DOCS_SMARTCARD as SCID,
+};
 use common::run::{apdus, cryptograms, scunblock, Run, GOLDEN_CHALLENGE};
 use common::stack::{Card, VStack};
 use serde_json::Value;
 
-const REQ: &str = "a9b4b42c-cc50-4c9b-89d1-bbc0bcd5a099";
-const SCID: &str = "17cf063d-e337-4aa9-a822-346554ddd3c9";
-const CARDID: &str = "bc88f13f-83ba-4037-8262-46eba1291c6e";
 const PIN: &str = "7531902468";
 const NO_TICKET: &str = "no Kerberos ticket: run kinit or give --keytab";
 
@@ -197,13 +196,11 @@ fn unblock_env(
     more_env: &[(&str, &str)],
 ) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("p.toml");
-    std::fs::write(&profile, "pin_max_len = 12\npin_charset = \"digits\"\n").unwrap();
-    let profile = profile.to_str().unwrap();
+    let profile = long_pin_profile(dir.path());
     let mut args = vec![
         "unblock",
         "--profile",
-        profile,
+        &profile,
         "--cm",
         url,
         "--card-id",

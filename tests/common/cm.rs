@@ -41,6 +41,13 @@ pub const DOCS_RESPONSE_B64: &str = "F0Zudm4wPLY=";
 /// The API root under the server URL.
 pub const API_PATH: &str = "/CertificateManagement/api/v1.0";
 
+/// A card profile file in `dir` that allows a 10-digit PIN (the CM tests' PIN).
+pub fn long_pin_profile(dir: &Path) -> String {
+    let p = dir.join("p.toml");
+    std::fs::write(&p, "pin_max_len = 12\npin_charset = \"digits\"\n").unwrap();
+    p.display().to_string()
+}
+
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct CmServer {
