@@ -47,6 +47,17 @@ impl ReaderSelector {
         }
         Ok(ReaderSelector::Substring(s.to_string()))
     }
+
+    /// Whether the reader at `index` named `name` is one this selector names
+    /// (`Auto` names every reader: the cards decide).
+    fn names(&self, index: usize, name: &str) -> bool {
+        match self {
+            ReaderSelector::Auto => true,
+            ReaderSelector::Index(i) => *i == index,
+            ReaderSelector::Exact(n) => n == name,
+            ReaderSelector::Substring(part) => name.to_lowercase().contains(&part.to_lowercase()),
+        }
+    }
 }
 
 /// One reader, as PC/SC reports it now.
@@ -158,18 +169,11 @@ pub fn choose(readers: &[ReaderInfo], sel: &ReaderSelector) -> Result<ReaderInfo
             Some("connect a reader; check that pcscd sees it (`scunblock readers`)".to_string()),
         ));
     }
-    let found: Vec<&ReaderInfo> = match sel {
-        ReaderSelector::Auto => readers.iter().filter(|r| r.card_present).collect(),
-        ReaderSelector::Index(i) => readers.iter().filter(|r| r.index == *i).collect(),
-        ReaderSelector::Exact(name) => readers.iter().filter(|r| &r.name == name).collect(),
-        ReaderSelector::Substring(part) => {
-            let part = part.to_lowercase();
-            readers
-                .iter()
-                .filter(|r| r.name.to_lowercase().contains(&part))
-                .collect()
-        }
-    };
+    let found: Vec<&ReaderInfo> = readers
+        .iter()
+        .filter(|r| sel.names(r.index, &r.name))
+        .filter(|r| r.card_present || *sel != ReaderSelector::Auto)
+        .collect();
     match (found.len(), sel) {
         (1, _) => Ok(found[0].clone()),
         (0, ReaderSelector::Auto) => Err(Error::unavailable(
@@ -218,26 +222,14 @@ pub fn select(ctx: &Context, sel: &ReaderSelector, wait: Duration) -> Result<Str
 
 /// The one reader `sel` names without looking at the cards, if it names one.
 fn chosen_by_name(names: &[CString], sel: &ReaderSelector) -> Option<String> {
-    let names: Vec<String> = names
+    let mut found: Vec<String> = names
         .iter()
         .map(|n| n.to_string_lossy().into_owned())
+        .enumerate()
+        .filter(|(i, n)| sel.names(*i, n))
+        .map(|(_, n)| n)
         .collect();
-    let found: Vec<&String> = match sel {
-        ReaderSelector::Auto => names.iter().collect(),
-        ReaderSelector::Index(i) => names.get(*i).into_iter().collect(),
-        ReaderSelector::Exact(name) => names.iter().filter(|n| *n == name).collect(),
-        ReaderSelector::Substring(part) => {
-            let part = part.to_lowercase();
-            names
-                .iter()
-                .filter(|n| n.to_lowercase().contains(&part))
-                .collect()
-        }
-    };
-    match found[..] {
-        [one] => Some(one.clone()),
-        _ => None,
-    }
+    (found.len() == 1).then(|| found.remove(0))
 }
 
 /// Wait (up to `wait`) until the selected reader holds a card, then return
