@@ -4,7 +4,8 @@
 mod common;
 
 use common::cm::{
-    long_pin_profile, CmServer, DOCS_CARD_ID as CARDID, DOCS_REQUEST as REQ, DOCS_SMARTCARD as SCID,
+    cm_unblock_args, long_pin_profile, CmServer, DOCS_CARD_ID as CARDID, DOCS_REQUEST as REQ,
+    DOCS_SMARTCARD as SCID,
 };
 use common::run::{apdus, cryptograms, scunblock, Run, GOLDEN_CHALLENGE, GOLDEN_RESPONSE};
 use common::stack::{Card, VStack};
@@ -34,18 +35,7 @@ fn setup(card_args: &[&str]) -> Setup {
 fn unblock(s: &Setup, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let profile = long_pin_profile(dir.path());
-    let mut args = vec![
-        "unblock",
-        "--profile",
-        &profile,
-        "--cm",
-        url,
-        "--card-id",
-        CARDID,
-        "--new-pin-env",
-        "NEW_PIN",
-        "--json",
-    ];
+    let mut args = cm_unblock_args(&profile, url);
     args.extend_from_slice(extra);
     let mut env = env.to_vec();
     env.push(("NEW_PIN", PIN));

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use common::cm::{
-    long_pin_profile, CmServer, DOCS_CARD_ID as CARDID, DOCS_REQUEST as REQ, DOCS_SMARTCARD as SCID,
+    cm_unblock_args, long_pin_profile, CmServer, DOCS_REQUEST as REQ, DOCS_SMARTCARD as SCID,
 };
 use common::run::{apdus, cryptograms, scunblock, Run, GOLDEN_CHALLENGE};
 use common::stack::{Card, VStack};
@@ -197,19 +197,8 @@ fn unblock_env(
 ) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let profile = long_pin_profile(dir.path());
-    let mut args = vec![
-        "unblock",
-        "--profile",
-        &profile,
-        "--cm",
-        url,
-        "--card-id",
-        CARDID,
-        "--new-pin-env",
-        "NEW_PIN",
-        "--json",
-        "-v",
-    ];
+    let mut args = cm_unblock_args(&profile, url);
+    args.push("-v");
     args.extend_from_slice(extra);
     let env = realm.env();
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -48,6 +48,23 @@ pub fn long_pin_profile(dir: &Path) -> String {
     p.display().to_string()
 }
 
+/// The CM tests' command line: unblock the docs' card through CM at `url`, the new PIN
+/// from NEW_PIN (allowed by `profile`, a [`long_pin_profile`]), JSON output.
+pub fn cm_unblock_args<'a>(profile: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec![
+        "unblock",
+        "--profile",
+        profile,
+        "--cm",
+        url,
+        "--card-id",
+        DOCS_CARD_ID,
+        "--new-pin-env",
+        "NEW_PIN",
+        "--json",
+    ]
+}
+
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct CmServer {
