@@ -173,6 +173,7 @@ fn unblock<S: Session>(
         reader: out.reader.clone(),
         atr: session.atr().to_vec(),
         card_id: opts.card_id.clone(),
+        ..CardContext::default()
     };
 
     // A responder that must reach a server first (a CM request waiting for

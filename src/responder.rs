@@ -9,7 +9,7 @@ use std::io::BufRead;
 
 use base64::Engine;
 
-use crate::admin_key::{AdminKey, Challenge, Cryptogram};
+use crate::admin_key::{AdminKey, Challenge, Cryptogram, KeyAlg};
 use crate::error::Error;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -20,6 +20,8 @@ pub struct CardContext {
     pub reader: String,
     pub atr: Vec<u8>,
     pub card_id: Option<String>,
+    /// The algorithm of the card's admin key (the card says; 3DES by default).
+    pub key_alg: KeyAlg,
 }
 
 /// How the flow ended, for a responder that reports back (CM).
@@ -42,6 +44,13 @@ pub trait Responder {
     /// card transaction.
     fn needs_preparation(&self) -> bool {
         false
+    }
+
+    /// Check, before the challenge, that this responder can answer for a
+    /// card whose admin key has this algorithm (a local key of the wrong
+    /// length is exit 2; CM computes 3DES only).
+    fn check_alg(&self, _alg: KeyAlg) -> Result<(), Error> {
+        Ok(())
     }
 
     /// Work before the challenge, outside any card transaction.
@@ -79,9 +88,13 @@ impl Responder for LocalKey {
         "local-key"
     }
 
-    fn respond(&mut self, challenge: &Challenge, _card: &CardContext) -> Result<Cryptogram, Error> {
+    fn check_alg(&self, alg: KeyAlg) -> Result<(), Error> {
+        self.key.check_alg(alg)
+    }
+
+    fn respond(&mut self, challenge: &Challenge, card: &CardContext) -> Result<Cryptogram, Error> {
         self.key
-            .respond(challenge)
+            .respond(card.key_alg, challenge)
             .map_err(|e| Error::responder(format!("local key: {e}")))
     }
 }

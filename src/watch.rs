@@ -130,6 +130,10 @@ impl Responder for SharedKeyResponder {
     fn name(&self) -> &'static str {
         "local-key"
     }
+    fn check_alg(&self, alg: crate::admin_key::KeyAlg) -> Result<(), Error> {
+        let key = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        key.check_alg(alg)
+    }
     fn respond(&mut self, challenge: &Challenge, card: &CardContext) -> Result<Cryptogram, Error> {
         let mut key = self.0.lock().unwrap_or_else(|p| p.into_inner());
         key.respond(challenge, card)

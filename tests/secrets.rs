@@ -206,10 +206,10 @@ fn manual_responses_never_print_a_secret() {
     let (s, card) = setup(&["--challenge", "d61143f9ccffd2ca"]);
     // The response to the fixed challenge under KEY, as a person would type it.
     let response = {
-        use scunblock::admin_key::{AdminKey, Challenge};
+        use scunblock::admin_key::{AdminKey, Challenge, KeyAlg};
         let key = AdminKey::from_bytes(&hex::decode(KEY).unwrap()).unwrap();
         let c = Challenge::new(hex::decode("d61143f9ccffd2ca").unwrap());
-        hex::encode(key.respond(&c).unwrap().as_bytes())
+        hex::encode(key.respond(KeyAlg::Tdes, &c).unwrap().as_bytes())
     };
     s.run(
         &["unblock", "--manual", "--new-pin-env", "SC_PIN"],
@@ -696,7 +696,7 @@ static SCANNING: residue::Scanning = residue::Scanning;
 
 #[test]
 fn no_unzeroized_copies_of_keys_or_pins_are_freed() {
-    use scunblock::admin_key::{AdminKey, Challenge};
+    use scunblock::admin_key::{AdminKey, Challenge, KeyAlg};
     use scunblock::profile::CardProfile;
     use scunblock::secret::Pin;
     use zeroize::Zeroizing;
@@ -721,8 +721,9 @@ fn no_unzeroized_copies_of_keys_or_pins_are_freed() {
         for needle in [&KEY.as_bytes()[..16], &KEY.as_bytes()[32..]] {
             let (_, found) = residue::freed_copies(needle, || {
                 let key = AdminKey::parse(text.as_bytes()).unwrap();
-                key.respond(&Challenge::new(vec![0; 8])).unwrap();
-                key.check_value();
+                key.respond(KeyAlg::Tdes, &Challenge::new(vec![0; 8]))
+                    .unwrap();
+                key.check_value(KeyAlg::Tdes);
             });
             assert_eq!(
                 found, 0,

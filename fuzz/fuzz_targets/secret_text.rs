@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scunblock::admin_key::{AdminKey, Challenge};
+use scunblock::admin_key::{AdminKey, Challenge, KeyAlg};
 use scunblock::profile::CardProfile;
 use scunblock::responder::parse_response_text;
 use scunblock::secret::{self, Pin};
@@ -29,10 +29,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(key.len() == 16 || key.len() == 24);
             assert!(format!("{key:?}").contains("REDACTED"));
             let c = key
-                .respond(&Challenge::new(vec![0xA5; 8]))
+                .respond(KeyAlg::Tdes, &Challenge::new(vec![0xA5; 8]))
                 .expect("8 bytes");
             assert_eq!(c.len(), 8);
-            assert_eq!(key.check_value().len(), 6);
+            assert_eq!(key.check_value(KeyAlg::Tdes).len(), 6);
         }
         Err(e) => {
             assert_eq!(e.exit_code(), 2, "{e}");

@@ -215,7 +215,7 @@ fn admin_key(k: &KeyArgs) -> Result<Option<AdminKey>, Error> {
     crate::log::verbose(format!(
         "admin key: {} bytes, check value {}",
         key.len(),
-        key.check_value()
+        key.check_value(crate::admin_key::KeyAlg::Tdes)
     ));
     Ok(Some(key))
 }

@@ -335,6 +335,7 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
         reader: reader.to_string(),
         atr: conn.atr().to_vec(),
         card_id: found.card_id.clone(),
+        ..CardContext::default()
     };
     let mut responder = match factory.make(&card) {
         Ok(r) => r,
