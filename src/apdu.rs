@@ -11,6 +11,11 @@ use zeroize::Zeroizing;
 /// Instruction bytes used by the card profiles.
 pub mod ins {
     pub const SELECT: u8 = 0xA4;
+    pub const MANAGE_SECURITY_ENVIRONMENT: u8 = 0x22;
+    pub const GENERAL_AUTHENTICATE: u8 = 0x87;
+    pub const GET_DATA: u8 = 0xCB;
+    /// YubiKey GET METADATA (PIV extension).
+    pub const GET_METADATA: u8 = 0xF7;
     pub const GET_CHALLENGE: u8 = 0x84;
     pub const EXTERNAL_AUTHENTICATE: u8 = 0x82;
     pub const RESET_RETRY_COUNTER: u8 = 0x2C;
@@ -72,6 +77,9 @@ pub struct Command {
     pub data: Data,
     /// Expected response length; `Some(0)` means up to 256 bytes.
     pub le: Option<u8>,
+    /// The command carries an admin response and may spend a try: the
+    /// channel sends at most one such command per run ([`Command::spends_try`]).
+    pub spends_try: bool,
 }
 
 impl Command {
@@ -83,7 +91,15 @@ impl Command {
             p2,
             data: Data::None,
             le: None,
+            spends_try: false,
         }
+    }
+
+    /// Mark this command as one that spends an admin try when its data is
+    /// wrong (the admin response). The channel refuses a second one.
+    pub fn spends_try(mut self) -> Command {
+        self.spends_try = true;
+        self
     }
 
     pub fn data(mut self, data: Vec<u8>) -> Command {

@@ -55,7 +55,6 @@ pub struct CmResponder {
     client: CmClient,
     request_id: Option<Guid>,
     smartcard_id: Option<Guid>,
-    card_id: Guid,
     diversified: bool,
     approval: Approval,
     comment: String,
@@ -65,7 +64,6 @@ pub struct CmResponder {
 impl CmResponder {
     pub fn new(
         client: CmClient,
-        card_id: Guid,
         request_id: Option<Guid>,
         smartcard_id: Option<Guid>,
         diversified: bool,
@@ -76,7 +74,6 @@ impl CmResponder {
             client,
             request_id,
             smartcard_id,
-            card_id,
             diversified,
             approval,
             comment: format!("scunblock {}", env!("CARGO_PKG_VERSION")),
@@ -143,6 +140,19 @@ impl CmResponder {
     }
 }
 
+impl CmResponder {
+    /// The card id for CM: the one given (`--card-id`, in the form given),
+    /// else the card's own (the flow checked that they are one card).
+    fn card_id(&self, card: &CardContext) -> Result<Guid, Error> {
+        match card.card_id.as_deref() {
+            Some(id) => Guid::parse(id, "the card id"),
+            None => Err(Error::usage(
+                "--card-id is required with --cm: the card has no card id to read",
+            )),
+        }
+    }
+}
+
 impl Responder for CmResponder {
     fn name(&self) -> &'static str {
         "cm"
@@ -152,11 +162,26 @@ impl Responder for CmResponder {
         self.request_id.is_none() || self.smartcard_id.is_none()
     }
 
-    fn prepare(&mut self, _card: &CardContext) -> Result<(), Error> {
+    fn needs_card_id(&self) -> bool {
+        true
+    }
+
+    fn check_alg(&self, alg: crate::admin_key::KeyAlg) -> Result<(), Error> {
+        if alg == crate::admin_key::KeyAlg::Tdes {
+            return Ok(());
+        }
+        Err(Error::responder(format!(
+            "the card's admin key is {alg}, and CM's authentication response is 3DES of an \
+             8-byte challenge: CM cannot answer for this card. Nothing was sent to the card"
+        )))
+    }
+
+    fn prepare(&mut self, card: &CardContext) -> Result<(), Error> {
+        let card_id = self.card_id(card)?;
         let scid = match &self.smartcard_id {
             Some(s) => s.clone(),
             None => {
-                let sc = self.client.find_smartcard(&self.card_id)?;
+                let sc = self.client.find_smartcard(&card_id)?;
                 (self.progress)(&Progress::SmartcardFound {
                     smartcard_id: sc.uuid.to_string(),
                 });
@@ -188,10 +213,11 @@ impl Responder for CmResponder {
                 "CM responder used before its request was ready".into(),
             ));
         };
+        let card_id = self.card_id(card)?;
         let bytes = self.client.authentication_response(
             reqid,
             scid,
-            &self.card_id,
+            &card_id,
             challenge.as_bytes(),
             self.diversified,
             &card.atr,

@@ -4,10 +4,10 @@
 //! |---|---|
 //! | 0 | ok |
 //! | 1 | unexpected (the card answered something no profile expects, or a bug) |
-//! | 2 | bad input or usage; the card is untouched |
+//! | 2 | bad input, usage or the wrong card; no cryptogram was sent |
 //! | 3 | PC/SC service, reader or card unavailable, or the card removed or reset mid-flow |
-//! | 4 | the card rejected the admin response; the tries left are reported |
-//! | 5 | admin key blocked, or the last admin try refused without --force-last-try |
+//! | 4 | the card rejected the admin response (or the PUK); the tries left are reported |
+//! | 5 | admin key (or PUK) blocked, the last try refused without --force-last-try, or unknown admin tries refused without --allow-unknown-tries |
 //! | 6 | responder failure (CM, HTTP, manual input); no cryptogram was sent |
 //! | 7 | the card rejected the new PIN |
 
@@ -18,9 +18,14 @@ pub type Step = &'static str;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Bad input or usage, found before the card was touched.
+    /// Bad input or usage, found before any cryptogram was sent.
     #[error("{0}")]
     Usage(String),
+
+    /// The card in the reader is not the one this run is for (another card
+    /// id, or a family that does not take this key source); nothing was sent.
+    #[error("{0}")]
+    WrongCard(String),
 
     /// PC/SC service, reader or card not available, or lost mid-flow.
     #[error("{message}")]
@@ -40,6 +45,23 @@ pub enum Error {
     /// One admin try is left and --force-last-try was not given.
     #[error("only ONE admin try is left on this card; a wrong response would block the admin key, on many cards for good. Nothing was sent")]
     LastTryRefused,
+
+    /// The card does not report its admin tries and the run was not allowed
+    /// to spend one blindly.
+    #[error("the card does not report its admin tries, so any try may be its last; a wrong response could block the admin key for good. Nothing was sent")]
+    UnknownTriesRefused,
+
+    /// The card refused the PUK.
+    #[error("the card rejected the PUK (SW {sw:04X}){}", puk_suffix(*tries_left))]
+    PukRejected { sw: u16, tries_left: Tries },
+
+    /// The PUK is blocked.
+    #[error("the PUK is blocked on this card (SW {sw:04X})")]
+    PukBlocked { sw: u16 },
+
+    /// One PUK try is left and --force-last-try was not given.
+    #[error("only ONE PUK try is left on this card; a wrong PUK would block it. Nothing was sent")]
+    PukLastTryRefused,
 
     /// The responder could not produce a response; nothing was sent.
     #[error("{0}")]
@@ -80,6 +102,15 @@ fn tries_suffix(t: Tries) -> String {
     }
 }
 
+fn puk_suffix(t: Tries) -> String {
+    match t {
+        Tries::Left(1) => "; 1 PUK try left (the LAST one)".into(),
+        Tries::Left(n) => format!("; {n} PUK tries left"),
+        Tries::Blocked => "; the PUK is now blocked".into(),
+        _ => String::new(),
+    }
+}
+
 fn pin_suffix(t: Tries) -> String {
     match t {
         Tries::Left(n) => format!("; PIN tries left: {n}"),
@@ -112,10 +143,14 @@ impl Error {
     /// The process exit code documented in docs/cli.md.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) => 2,
+            Error::Usage(_) | Error::WrongCard(_) => 2,
             Error::Unavailable { .. } => 3,
-            Error::AdminRejected { .. } => 4,
-            Error::AdminBlocked { .. } | Error::LastTryRefused => 5,
+            Error::AdminRejected { .. } | Error::PukRejected { .. } => 4,
+            Error::AdminBlocked { .. }
+            | Error::LastTryRefused
+            | Error::UnknownTriesRefused
+            | Error::PukBlocked { .. }
+            | Error::PukLastTryRefused => 5,
             Error::Responder(_) => 6,
             Error::PinRejected { .. } => 7,
             Error::Card { .. } | Error::Protocol(_) | Error::Unexpected(_) => 1,
@@ -126,6 +161,11 @@ impl Error {
     pub fn class(&self) -> &'static str {
         match self {
             Error::Usage(_) => "usage",
+            Error::WrongCard(_) => "wrong_card",
+            Error::UnknownTriesRefused => "unknown_tries_refused",
+            Error::PukRejected { .. } => "puk_rejected",
+            Error::PukBlocked { .. } => "puk_blocked",
+            Error::PukLastTryRefused => "puk_last_try_refused",
             Error::Unavailable { .. } => "unavailable",
             Error::AdminRejected { .. } => "admin_rejected",
             Error::AdminBlocked { .. } => "admin_blocked",
@@ -148,6 +188,16 @@ impl Error {
         }
     }
 
+    /// The PUK tries left, where this error knows them.
+    pub fn puk_tries(&self) -> Option<Tries> {
+        match self {
+            Error::PukRejected { tries_left, .. } => Some(*tries_left),
+            Error::PukBlocked { .. } => Some(Tries::Blocked),
+            Error::PukLastTryRefused => Some(Tries::Left(1)),
+            _ => None,
+        }
+    }
+
     /// The PIN tries left, where this error knows them.
     pub fn pin_tries(&self) -> Option<Tries> {
         match self {
@@ -161,6 +211,8 @@ impl Error {
         match self {
             Error::AdminRejected { sw, .. }
             | Error::AdminBlocked { sw }
+            | Error::PukRejected { sw, .. }
+            | Error::PukBlocked { sw }
             | Error::PinRejected { sw, .. }
             | Error::Card { sw, .. } => Some(*sw),
             _ => None,
@@ -171,6 +223,30 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Usage(_) => Some("see `scunblock --help`; nothing was sent to the card".into()),
+            Error::WrongCard(_) => Some(
+                "check which card is in the reader (`scunblock info` shows its family and id); \
+                 no cryptogram was sent"
+                    .into(),
+            ),
+            Error::UnknownTriesRefused => Some(
+                "make sure the key (or the CM request) is right for this card, then run again \
+                 with --allow-unknown-tries (or SCUNBLOCK_ALLOW_UNKNOWN_TRIES=1) to spend a try"
+                    .into(),
+            ),
+            Error::PukRejected { .. } => Some(
+                "check the PUK with the card holder before trying again; every wrong PUK spends \
+                 a PUK try"
+                    .into(),
+            ),
+            Error::PukBlocked { .. } => Some(
+                "the PUK cannot unblock the PIN any more; on a YubiKey only a PIV reset (which \
+                 erases its keys) helps: re-issue the card through CM"
+                    .into(),
+            ),
+            Error::PukLastTryRefused => Some(
+                "make sure the PUK is right, then run again with --force-last-try to spend it"
+                    .into(),
+            ),
             Error::Unavailable { hint, .. } => hint.clone(),
             Error::AdminRejected { .. } => Some(
                 "check that the admin key (or the CM request and card id) belongs to this card \

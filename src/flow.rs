@@ -1,15 +1,19 @@
 //! The unblock flow, top to bottom.
 //!
-//! ATR → (SELECT) → admin tries → PIN tries → GET CHALLENGE → response →
-//! EXTERNAL AUTHENTICATE → RESET RETRY COUNTER → PIN tries, all inside ONE
-//! card transaction. The admin response is sent at most once per run: no
-//! code path retries it.
+//! ATR → family ([`identify`]) → SELECT → tries → card id → challenge →
+//! response → admin authentication → new PIN → PIN tries, the last five
+//! inside ONE card transaction with no APDU between the challenge and the
+//! response. The admin response is sent at most once per run: no code path
+//! retries it. PIV resets the PIN with the PUK instead ([`Mode::UnblockWithPuk`]).
 
 use serde::Serialize;
 
-use crate::card::{Applet, Tries};
+use crate::admin_key::KeyAlg;
+use crate::card::{AdminChallenge, Applet, Tries, Unlock};
 use crate::error::Error;
+use crate::ids::{CardId, Guid};
 use crate::log;
+use crate::profile::{ProfileChoice, ProfileSource};
 use crate::responder::{CardContext, Ending, Responder};
 use crate::secret::Pin;
 use crate::transport::{Channel, ScriptedTransport, Trace, Transport};
@@ -61,11 +65,13 @@ impl Session for ScriptedSession {
     }
 }
 
-/// What the run should do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+/// What the run should do. The secrets a mode needs travel with it.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode<'a> {
     /// Admin authentication, then RESET RETRY COUNTER with the new PIN.
-    Unblock,
+    Unblock { new_pin: &'a Pin },
+    /// RESET RETRY COUNTER with the PUK and the new PIN (PIV): no admin key.
+    UnblockWithPuk { puk: &'a Pin, new_pin: &'a Pin },
     /// Admin authentication only (`scunblock auth`).
     AuthOnly,
     /// Read the ATR and the counters and check them as an unblock would;
@@ -73,14 +79,28 @@ pub enum Mode {
     DryRun,
 }
 
+impl Mode<'_> {
+    pub fn is_dry_run(&self) -> bool {
+        matches!(self, Mode::DryRun)
+    }
+
+    /// Whether the run sends an admin response.
+    pub fn sends_cryptogram(&self) -> bool {
+        matches!(self, Mode::Unblock { .. } | Mode::AuthOnly)
+    }
+}
+
 #[derive(Clone, Debug)]
-pub struct Options {
-    pub mode: Mode,
-    /// Spend the last admin try.
+pub struct Options<'a> {
+    pub mode: Mode<'a>,
+    /// Spend the last admin (or PUK) try.
     pub force_last_try: bool,
+    /// Send a cryptogram to a card that does not report its admin tries.
+    pub allow_unknown_tries: bool,
     pub trace: Trace,
-    /// The card id the user gave (`--card-id`), if any.
-    pub card_id: Option<String>,
+    /// The card id the user gave (`--card-id`, watch's `--card-id-command`),
+    /// if any: it must be the card's own id where the card has one.
+    pub card_id: Option<Guid>,
 }
 
 /// What a run found and did. Filled in as the flow goes, so a failed run
@@ -90,11 +110,26 @@ pub struct Outcome {
     pub reader: String,
     pub atr: String,
     pub profile: String,
+    /// "detected" or "option" (`--profile`); set by the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_source: Option<ProfileSource>,
     pub responder: String,
+    /// The card id as sent to CM: lowercase, hyphenated, no braces.
     pub card_id: Option<String>,
+    /// The 16 bytes of the card's own id, hex (null: the card has none).
+    pub card_id_raw: Option<String>,
     pub admin_tries: Tries,
     pub pin_tries_before: Tries,
+    /// The PUK tries, for families that reset the PIN with the PUK.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub puk_tries: Option<Tries>,
+    /// The admin key's algorithm, where the card told it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_alg: Option<KeyAlg>,
+    /// An admin response went to the card.
     pub challenge_sent: bool,
+    /// A PUK went to the card.
+    pub puk_sent: bool,
     pub admin_authenticated: bool,
     pub pin_reset: bool,
     pub pin_tries_after: Tries,
@@ -119,28 +154,82 @@ impl From<Error> for Box<Failure> {
     }
 }
 
-/// Run the flow on one card. `new_pin` is required in [`Mode::Unblock`].
+impl Outcome {
+    fn new<S: Session>(session: &S, applet: &dyn Applet) -> Outcome {
+        Outcome {
+            reader: session.reader().to_string(),
+            atr: crate::apdu::spaced_hex(session.atr()),
+            profile: applet.name().to_string(),
+            ..Outcome::default()
+        }
+    }
+}
+
+/// Find the profile of the card in `session` (`--profile`, or detection)
+/// and its applet. Read-only: at most two SELECTs.
+pub fn identify<S: Session>(
+    session: &mut S,
+    choice: &ProfileChoice,
+    trace: &Trace,
+) -> Result<(Box<dyn Applet>, ProfileSource), Error> {
+    let atr = session.atr().to_vec();
+    let (profile, source) = session.transaction(&mut |t| {
+        let mut ch = Channel::new(t, trace.clone());
+        crate::card::detect::profile(&mut ch, &atr, choice)
+    })?;
+    Ok((crate::card::for_profile(profile), source))
+}
+
+/// Check that the run fits the card's family, before anything is sent: a
+/// PIV card takes the PUK, the others the admin key; the secrets meet the
+/// card's policy.
+pub fn check_fit(applet: &dyn Applet, mode: &Mode, key_given: bool) -> Result<(), Error> {
+    let family = applet.family();
+    match (applet.unlock(), mode) {
+        (Unlock::Puk, Mode::Unblock { .. }) => {
+            return Err(Error::WrongCard(format!(
+                "this is a {family} card: it resets its PIN with the PUK, not with an admin key \
+                 or CM; give the PUK (--puk-env, --puk-file, --puk-stdin or the prompt). \
+                 Nothing was sent"
+            )))
+        }
+        (Unlock::AdminKey, Mode::UnblockWithPuk { .. }) => {
+            return Err(Error::WrongCard(format!(
+                "this is a {family} card: it takes no PUK; its PIN is reset after admin \
+                 authentication with the admin key (--admin-key-file, --admin-key-env, --cm or \
+                 --manual). Nothing was sent"
+            )))
+        }
+        (Unlock::AdminKey, Mode::DryRun) if !key_given => {}
+        _ => {}
+    }
+    match mode {
+        Mode::Unblock { new_pin } => applet.check_pin(new_pin),
+        Mode::UnblockWithPuk { puk, new_pin } => {
+            applet.check_pin(new_pin)?;
+            applet.profile().check_secret(puk, "PUK")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Run the flow on one card.
 pub fn run<S: Session>(
     session: &mut S,
     applet: &dyn Applet,
     responder: &mut dyn Responder,
-    new_pin: Option<&Pin>,
     opts: &Options,
 ) -> Result<Outcome, Box<Failure>> {
     let mut out = Outcome {
-        reader: session.reader().to_string(),
-        atr: crate::apdu::spaced_hex(session.atr()),
-        profile: applet.name().to_string(),
         responder: responder.name().to_string(),
-        card_id: opts.card_id.clone(),
-        ..Outcome::default()
+        ..Outcome::new(session, applet)
     };
-    let result = unblock(session, applet, responder, new_pin, opts, &mut out);
+    let result = unblock(session, applet, responder, opts, &mut out);
     // Tell the responder how it ended: CM completes its request only after a
     // full success, abandons it when the card refused the response, and
     // otherwise leaves it open so the same request can be used again.
     let ending = match &result {
-        _ if opts.mode == Mode::DryRun => None,
+        _ if !opts.mode.sends_cryptogram() => None,
         Ok(()) => Some(Ending::Succeeded),
         Err(Error::AdminRejected { .. } | Error::AdminBlocked { .. }) if out.challenge_sent => {
             Some(Ending::Rejected)
@@ -162,45 +251,64 @@ fn unblock<S: Session>(
     session: &mut S,
     applet: &dyn Applet,
     responder: &mut dyn Responder,
-    new_pin: Option<&Pin>,
     opts: &Options,
     out: &mut Outcome,
 ) -> Result<(), Error> {
-    if opts.mode == Mode::Unblock && new_pin.is_none() {
-        return Err(Error::usage("unblock needs a new PIN"));
-    }
     let mut card = CardContext {
         reader: out.reader.clone(),
         atr: session.atr().to_vec(),
-        card_id: opts.card_id.clone(),
         ..CardContext::default()
     };
 
     // A responder that must reach a server first (a CM request waiting for
     // approval) does so outside any transaction, after a read-only look.
-    if responder.needs_preparation() || opts.mode == Mode::DryRun {
+    let mut first_look = None;
+    if responder.needs_preparation() || opts.mode.is_dry_run() {
         session.transaction(&mut |t| {
             let mut ch = Channel::new(t, opts.trace.clone());
-            preflight(&mut ch, applet, opts, out)?;
-            out.card_id = out.card_id.take().or(applet.card_id(&mut ch)?);
-            Ok(())
+            preflight(&mut ch, applet, &*responder, opts, out)
         })?;
-        if opts.mode == Mode::DryRun {
+        if opts.mode.is_dry_run() {
             return Ok(());
         }
+        first_look = Some(out.card_id_raw.clone());
         card.card_id = out.card_id.clone();
         responder.prepare(&card)?;
     }
 
     session.transaction(&mut |t| {
         let mut ch = Channel::new(t, opts.trace.clone());
-        // 1-3. SELECT, admin tries, PIN tries; refuse a blocked key or the last try.
-        preflight(&mut ch, applet, opts, out)?;
+        // 1-3. SELECT, tries, card id, key algorithm; refuse a blocked key,
+        // the last try and unknown tries (unless allowed).
+        preflight(&mut ch, applet, &*responder, opts, out)?;
+        if first_look.as_ref().is_some_and(|id| *id != out.card_id_raw) {
+            return Err(Error::unavailable(
+                format!(
+                    "the card in reader {} changed while the responder prepared (another card \
+                     id); nothing was sent",
+                    out.reader
+                ),
+                Some("put the card back and run again".to_string()),
+            ));
+        }
+        card.card_id = out.card_id.clone();
 
-        // 4. GET CHALLENGE: single-use, it dies with the next command.
-        let challenge = applet.get_challenge(&mut ch)?;
+        // PIV: the PUK resets the PIN; no admin response at all.
+        if let Mode::UnblockWithPuk { puk, new_pin } = opts.mode {
+            out.puk_sent = true;
+            applet.reset_pin_with_puk(&mut ch, puk, new_pin)?;
+            out.pin_reset = true;
+            out.pin_tries_after = applet.pin_tries(&mut ch)?;
+            return Ok(());
+        }
 
-        // 5. The response. Checked before it goes anywhere near the card.
+        // 4. The challenge: single-use, it dies with the next command.
+        let AdminChallenge { challenge, alg } = applet.get_challenge(&mut ch, out.key_alg)?;
+        out.key_alg = Some(alg);
+        card.key_alg = alg;
+
+        // 5. The response, from the responder: no APDU until it is checked.
+        responder.check_alg(alg)?;
         let cryptogram = responder.respond(&challenge, &card)?;
         if cryptogram.len() != challenge.len() {
             return Err(Error::responder(format!(
@@ -211,20 +319,18 @@ fn unblock<S: Session>(
             )));
         }
 
-        // 6. EXTERNAL AUTHENTICATE: sent once, whatever the card answers.
+        // 6. The admin response: sent once, whatever the card answers.
         out.challenge_sent = true;
-        applet.external_authenticate(&mut ch, &cryptogram)?;
+        applet.authenticate(&mut ch, alg, &cryptogram)?;
         out.admin_authenticated = true;
         log::verbose("admin authentication succeeded");
-        let Some(pin) = new_pin.filter(|_| opts.mode == Mode::Unblock) else {
+        let Mode::Unblock { new_pin } = opts.mode else {
             return Ok(());
         };
 
-        // 7. RESET RETRY COUNTER with the new PIN.
-        applet.reset_retry_counter(&mut ch, pin)?;
+        // 7. The new PIN, and its tries now.
+        applet.reset_pin(&mut ch, new_pin)?;
         out.pin_reset = true;
-
-        // 8. The PIN tries now.
         out.pin_tries_after = applet.pin_tries(&mut ch)?;
         Ok(())
     })
@@ -236,19 +342,16 @@ pub fn inspect<S: Session>(
     applet: &dyn Applet,
     trace: &Trace,
 ) -> Result<Outcome, Box<Failure>> {
-    let mut out = Outcome {
-        reader: session.reader().to_string(),
-        atr: crate::apdu::spaced_hex(session.atr()),
-        profile: applet.name().to_string(),
-        ..Outcome::default()
-    };
+    let mut out = Outcome::new(session, applet);
     let result = session.transaction(&mut |t| {
         let mut ch = Channel::new(t, trace.clone());
         applet.select(&mut ch)?;
         out.admin_tries = applet.admin_tries(&mut ch)?;
         out.pin_tries_before = applet.pin_tries(&mut ch)?;
-        out.card_id = applet.card_id(&mut ch)?;
-        Ok(())
+        if applet.unlock() == Unlock::Puk {
+            out.puk_tries = Some(applet.puk_tries(&mut ch)?);
+        }
+        record_card_id(&mut out, applet.card_id(&mut ch)?, None)
     });
     match result {
         Ok(()) => Ok(out),
@@ -259,21 +362,72 @@ pub fn inspect<S: Session>(
     }
 }
 
-/// SELECT and the counters; refuses to go on when the admin key is blocked
-/// or only its last try is left (unless forced).
+/// The card's id in the outcome, checked against the id the user gave: the
+/// .NET GUID form or the plain byte order of the card's own bytes, or the
+/// wrong card is in the reader. CM gets the form that was given.
+fn record_card_id(
+    out: &mut Outcome,
+    own: Option<CardId>,
+    given: Option<&Guid>,
+) -> Result<(), Error> {
+    out.card_id_raw = own.map(|id| id.hex());
+    out.card_id = match (given, own) {
+        (Some(given), Some(own)) if !own.matches(given) => {
+            return Err(Error::WrongCard(format!(
+                "the card in the reader has card id {} (bytes {}), not {given}: the wrong card is \
+                 in the reader. Nothing was sent",
+                own.guid(),
+                own.hex()
+            )))
+        }
+        (Some(given), _) => Some(given.to_string()),
+        (None, own) => own.map(|id| id.guid().to_string()),
+    };
+    Ok(())
+}
+
+/// SELECT, the counters, the card id and the key's algorithm; refuses to go
+/// on when the key (or the PUK) is blocked, only its last try is left
+/// (unless forced), or the admin tries are unknown (unless allowed).
 fn preflight(
     ch: &mut Channel,
     applet: &dyn Applet,
+    responder: &dyn Responder,
     opts: &Options,
     out: &mut Outcome,
 ) -> Result<(), Error> {
     applet.select(ch)?;
     out.admin_tries = applet.admin_tries(ch)?;
     out.pin_tries_before = applet.pin_tries(ch)?;
+    let puk = match opts.mode {
+        Mode::UnblockWithPuk { .. } => true,
+        Mode::DryRun => applet.unlock() == Unlock::Puk,
+        _ => false,
+    };
+    if applet.unlock() == Unlock::Puk {
+        out.puk_tries = Some(applet.puk_tries(ch)?);
+    }
+    record_card_id(out, applet.card_id(ch)?, opts.card_id.as_ref())?;
+    if responder.needs_card_id() && out.card_id.is_none() {
+        return Err(Error::usage(format!(
+            "--card-id is required with --cm: this {} card has no card id to read (CM shows \
+             it as the smartcard's SerialNumber). Nothing was sent",
+            applet.family()
+        )));
+    }
     log::verbose(format!(
         "admin tries left: {}; PIN tries left: {}",
         out.admin_tries, out.pin_tries_before
     ));
+    if puk {
+        return puk_guard(out.puk_tries.unwrap_or_default(), opts);
+    }
+    if opts.mode.sends_cryptogram() {
+        out.key_alg = applet.key_alg(ch)?;
+        if let Some(alg) = out.key_alg {
+            responder.check_alg(alg)?;
+        }
+    }
     match out.admin_tries {
         Tries::Blocked | Tries::Left(0) => return Err(Error::AdminBlocked { sw: 0x6983 }),
         Tries::Left(1) if !opts.force_last_try => return Err(Error::LastTryRefused),
@@ -283,18 +437,39 @@ fn preflight(
         Tries::Left(2) => {
             log::warn("2 admin tries left: if this response is wrong, only the last one remains")
         }
-        Tries::Unknown if applet.name() == "iso" => {}
-        Tries::Unknown => log::verbose("the card does not report its admin tries"),
+        Tries::Unknown if !opts.allow_unknown_tries => return Err(Error::UnknownTriesRefused),
+        Tries::Unknown => log::warn(
+            "the card does not report its admin tries: this try may be its last \
+             (--allow-unknown-tries)",
+        ),
         _ => {}
     }
     Ok(())
+}
+
+/// The PUK's guard: a blocked PUK, its last try (unless forced). Unknown PUK
+/// tries only warn: the PUK is typed by its holder, as a PIN is.
+fn puk_guard(tries: Tries, opts: &Options) -> Result<(), Error> {
+    match tries {
+        Tries::Blocked | Tries::Left(0) => Err(Error::PukBlocked { sw: 0x6983 }),
+        Tries::Left(1) if !opts.force_last_try => Err(Error::PukLastTryRefused),
+        Tries::Left(1) => {
+            log::warn("spending the LAST PUK try (--force-last-try): a wrong PUK blocks it");
+            Ok(())
+        }
+        Tries::Unknown => {
+            log::warn("the card does not report its PUK tries; going on");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::admin_key::AdminKey;
-    use crate::card::IsoApplet;
+    use crate::card::{for_profile, IsoApplet};
     use crate::profile::CardProfile;
     use crate::responder::LocalKey;
     use zeroize::Zeroizing;
@@ -302,13 +477,16 @@ mod tests {
     const GOLDEN_CHALLENGE: &str = "D61143F9CCFFD2CA";
     const GOLDEN_RESPONSE: &str = "17466E766E303CB6";
 
-    fn opts(mode: Mode) -> Options {
-        Options {
-            mode,
-            force_last_try: false,
-            trace: Trace::off(),
-            card_id: None,
-        }
+    #[derive(Clone, Copy, PartialEq)]
+    enum Run {
+        Unblock,
+        Auth,
+        Dry,
+        Puk,
+    }
+
+    fn secret(s: &str) -> Pin {
+        Pin::new(Zeroizing::new(s.as_bytes().to_vec()))
     }
 
     /// The counter queries of an iso card with these answers.
@@ -323,23 +501,55 @@ mod tests {
         t.expect("0084000008", &format!("{GOLDEN_CHALLENGE}9000"))
     }
 
-    /// Run the iso flow with `key` (24 bytes of `key_byte`) over the script; the new PIN
-    /// is 24681357 in unblock mode. Returns what the card received and the result.
-    fn play(
+    /// Run the flow of `applet` with `key` (24 bytes of `key_byte`) over the script; the
+    /// new PIN is 24681357, the PUK 12345678. Returns what the card received and the result.
+    fn play_with(
         t: ScriptedTransport,
+        applet: &dyn Applet,
         key_byte: u8,
-        o: &Options,
+        run_as: Run,
+        adjust: impl Fn(&mut Options),
     ) -> (ScriptedTransport, Result<Outcome, Box<Failure>>) {
         let mut s = ScriptedSession {
             transport: t,
             atr: vec![0x3B, 0x02, 0x14, 0x50],
         };
-        let applet = IsoApplet::new(CardProfile::iso());
         let mut key = LocalKey::new(AdminKey::from_bytes(&[key_byte; 24]).unwrap());
-        let pin = Pin::new(Zeroizing::new(b"24681357".to_vec()));
-        let new_pin = (o.mode == Mode::Unblock).then_some(&pin);
-        let r = run(&mut s, &applet, &mut key, new_pin, o);
+        let pin = secret("24681357");
+        let puk = secret("12345678");
+        let mode = match run_as {
+            Run::Unblock => Mode::Unblock { new_pin: &pin },
+            Run::Auth => Mode::AuthOnly,
+            Run::Dry => Mode::DryRun,
+            Run::Puk => Mode::UnblockWithPuk {
+                puk: &puk,
+                new_pin: &pin,
+            },
+        };
+        let mut o = Options {
+            mode,
+            force_last_try: false,
+            allow_unknown_tries: false,
+            trace: Trace::off(),
+            card_id: None,
+        };
+        adjust(&mut o);
+        let r = run(&mut s, applet, &mut key, &o);
         (s.transport, r)
+    }
+
+    fn play(
+        t: ScriptedTransport,
+        key_byte: u8,
+        run_as: Run,
+    ) -> (ScriptedTransport, Result<Outcome, Box<Failure>>) {
+        play_with(
+            t,
+            &IsoApplet::new(CardProfile::iso()),
+            key_byte,
+            run_as,
+            |_| {},
+        )
     }
 
     #[test]
@@ -348,7 +558,7 @@ mod tests {
             .expect(&format!("0082000008{GOLDEN_RESPONSE}"), "9000")
             .expect("002C0280083234363831333537", "9000")
             .expect("00200080", "63C3");
-        let (t, r) = play(t, 0, &opts(Mode::Unblock));
+        let (t, r) = play(t, 0, Run::Unblock);
         let out = r.unwrap();
         assert!(t.done());
         assert_eq!(out.admin_tries, Tries::Left(5));
@@ -359,7 +569,7 @@ mod tests {
 
     #[test]
     fn refuses_the_last_try_without_the_flag() {
-        let (t, r) = play(card("63C1", "6983"), 0, &opts(Mode::Unblock));
+        let (t, r) = play(card("63C1", "6983"), 0, Run::Unblock);
         let f = r.unwrap_err();
         assert_eq!(f.error.exit_code(), 5);
         assert!(!f.outcome.unwrap().challenge_sent);
@@ -370,16 +580,33 @@ mod tests {
     fn spends_the_last_try_with_the_flag() {
         let t =
             challenge(card("63C1", "6983")).expect(&format!("0082000008{GOLDEN_RESPONSE}"), "9000");
-        let mut o = opts(Mode::AuthOnly);
-        o.force_last_try = true;
-        let out = play(t, 0, &o).1.unwrap();
+        let iso = IsoApplet::new(CardProfile::iso());
+        let (_, r) = play_with(t, &iso, 0, Run::Auth, |o| o.force_last_try = true);
+        let out = r.unwrap();
         assert!(out.admin_authenticated && !out.pin_reset);
     }
 
     #[test]
     fn blocked_admin_key_sends_no_challenge() {
-        let (t, r) = play(card("6983", "6983"), 0, &opts(Mode::Unblock));
+        let (t, r) = play(card("6983", "6983"), 0, Run::Unblock);
         assert_eq!(r.unwrap_err().error.exit_code(), 5);
+        assert!(t.done());
+    }
+
+    #[test]
+    fn unknown_admin_tries_need_the_opt_in() {
+        let (t, r) = play(card("6D00", "6983"), 0, Run::Unblock);
+        let f = r.unwrap_err();
+        assert_eq!(f.error.exit_code(), 5);
+        assert_eq!(f.error.class(), "unknown_tries_refused");
+        assert!(t.done(), "no challenge, no cryptogram");
+        let t = challenge(card("6D00", "6983"))
+            .expect(&format!("0082000008{GOLDEN_RESPONSE}"), "9000")
+            .expect("002C0280083234363831333537", "9000")
+            .expect("00200080", "63C3");
+        let iso = IsoApplet::new(CardProfile::iso());
+        let (t, r) = play_with(t, &iso, 0, Run::Unblock, |o| o.allow_unknown_tries = true);
+        assert!(r.unwrap().pin_reset);
         assert!(t.done());
     }
 
@@ -389,7 +616,7 @@ mod tests {
         let (t, r) = play(
             challenge(card("63C5", "6983")).expect("", "63C4"),
             2,
-            &opts(Mode::Unblock),
+            Run::Unblock,
         );
         let f = r.unwrap_err();
         assert_eq!(f.error.exit_code(), 4);
@@ -400,13 +627,183 @@ mod tests {
 
     #[test]
     fn dry_run_checks_the_tries_and_sends_no_challenge() {
-        let f = play(card("63C1", "6983"), 0, &opts(Mode::DryRun))
-            .1
-            .unwrap_err();
+        let f = play(card("63C1", "6983"), 0, Run::Dry).1.unwrap_err();
         assert_eq!(f.error.exit_code(), 5);
-        let (t, r) = play(card("63C5", "6983"), 0, &opts(Mode::DryRun));
+        let (t, r) = play(card("63C5", "6983"), 0, Run::Dry);
         assert!(!r.unwrap().challenge_sent);
         assert!(t.done());
+    }
+
+    /// The GIDS preflight: SELECT, PIN status, master file without a cardid.
+    fn gids_preflight() -> ScriptedTransport {
+        ScriptedTransport::new()
+            .expect("00A4040009A0000003974254465900", "9000")
+            .expect("00CB3FFF045C027F7100", "7F71069701009301039000")
+            .expect("00CBA000045C02DF1F00", "6A82")
+    }
+
+    #[test]
+    fn gids_unblock_with_the_golden_vector_and_nothing_between() {
+        let t = gids_preflight()
+            .expect("002281A403830180", "9000")
+            .expect(
+                "00870000047C02810000",
+                &format!("7C0A8108{GOLDEN_CHALLENGE}9000"),
+            )
+            .expect(&format!("008700000C7C0A8208{GOLDEN_RESPONSE}"), "9000")
+            .expect("002C0280083234363831333537", "9000")
+            .expect("00CB3FFF045C027F7100", "7F71069701039301039000");
+        let gids = for_profile(CardProfile::gids());
+        let (t, r) = play_with(t, gids.as_ref(), 0, Run::Unblock, |o| {
+            o.allow_unknown_tries = true
+        });
+        let out = r.unwrap();
+        assert!(t.done());
+        assert_eq!(out.admin_tries, Tries::Unknown);
+        assert_eq!(out.pin_tries_after, Tries::Left(3));
+        // The response came right after the challenge.
+        let ga = t
+            .received
+            .iter()
+            .position(|a| a.starts_with(&[0x00, 0x87, 0, 0, 4]))
+            .unwrap();
+        assert_eq!(&t.received[ga + 1][..2], &[0x00, 0x87]);
+    }
+
+    #[test]
+    fn gids_refuses_unknown_tries_without_the_opt_in() {
+        let gids = for_profile(CardProfile::gids());
+        let (t, r) = play_with(gids_preflight(), gids.as_ref(), 0, Run::Unblock, |_| {});
+        assert_eq!(r.unwrap_err().error.class(), "unknown_tries_refused");
+        assert!(t.done());
+    }
+
+    #[test]
+    fn a_card_id_that_is_not_this_cards_is_the_wrong_card() {
+        let master = {
+            let mut m = vec![0x01];
+            let mut r = [0u8; 28];
+            r[9..15].copy_from_slice(b"cardid");
+            r[20..24].copy_from_slice(&0xDF20u32.to_le_bytes());
+            r[24..28].copy_from_slice(&0xA012u32.to_le_bytes());
+            m.extend_from_slice(&r);
+            crate::tlv::encode(0xDF1F, &m)
+        };
+        let preflight = || {
+            ScriptedTransport::new()
+                .expect("00A4040009A0000003974254465900", "9000")
+                .expect("00CB3FFF045C027F7100", "7F71069701009301039000")
+                .expect(
+                    "00CBA000045C02DF1F00",
+                    &format!("{}9000", hex::encode(&master)),
+                )
+                .expect(
+                    "00CBA012045C02DF2000",
+                    "DF201000112233445566778899AABBCCDDEEFF9000",
+                )
+        };
+        let gids = for_profile(CardProfile::gids());
+        let (t, r) = play_with(preflight(), gids.as_ref(), 0, Run::Unblock, |o| {
+            o.allow_unknown_tries = true;
+            o.card_id = Some(Guid::parse("33221100-5544-7766-8899-aabbccddeef0", "x").unwrap());
+        });
+        let f = r.unwrap_err();
+        assert_eq!((f.error.exit_code(), f.error.class()), (2, "wrong_card"));
+        assert!(t.done());
+        // Read, not given: the .NET form goes to CM; the bytes are reported.
+        let (_, r) = play_with(preflight(), gids.as_ref(), 0, Run::Dry, |o| {
+            o.allow_unknown_tries = true
+        });
+        let out = r.unwrap();
+        assert_eq!(
+            out.card_id.as_deref(),
+            Some("33221100-5544-7766-8899-aabbccddeeff")
+        );
+        assert_eq!(
+            out.card_id_raw.as_deref(),
+            Some("00112233445566778899AABBCCDDEEFF")
+        );
+    }
+
+    #[test]
+    fn piv_resets_the_pin_with_the_puk_and_no_cryptogram() {
+        let t = ScriptedTransport::new()
+            .expect("00A4040009A0000003080000100000", "9000")
+            .expect("00200080", "6983")
+            .expect("00F7008100", "6D00")
+            .expect("00200081", "6A88")
+            .expect("00CB3FFF055C035FC10200", "6A82")
+            .expect(
+                "002C008010313233343536373832343638313335 37"
+                    .replace(' ', "")
+                    .as_str(),
+                "9000",
+            )
+            .expect("00200080", "63C3");
+        let piv = for_profile(CardProfile::piv());
+        let (t, r) = play_with(t, piv.as_ref(), 0, Run::Puk, |_| {});
+        let out = r.unwrap();
+        assert!(t.done());
+        assert!(out.pin_reset && out.puk_sent && !out.challenge_sent);
+        assert_eq!(out.puk_tries, Some(Tries::Unknown));
+    }
+
+    #[test]
+    fn piv_refuses_the_last_puk_try_without_the_flag() {
+        let t = ScriptedTransport::new()
+            .expect("00A4040009A0000003080000100000", "9000")
+            .expect("00200080", "6983")
+            .expect("00F7008100", "0101FF060203019000")
+            .expect("00CB3FFF055C035FC10200", "6A82");
+        let piv = for_profile(CardProfile::piv());
+        let (t, r) = play_with(t, piv.as_ref(), 0, Run::Puk, |_| {});
+        let f = r.unwrap_err();
+        assert_eq!(f.error.class(), "puk_last_try_refused");
+        assert_eq!(f.error.exit_code(), 5);
+        assert!(t.done());
+    }
+
+    #[test]
+    fn a_key_that_does_not_fit_the_cards_algorithm_sends_nothing() {
+        let t = ScriptedTransport::new()
+            .expect("00A4040009A0000003080000100000", "9000")
+            .expect("00200080", "6983")
+            .expect("00F7008100", "6D00")
+            .expect("00200081", "6A88")
+            .expect("00CB3FFF055C035FC10200", "6A82")
+            .expect("00F7009B00", "0101089000");
+        let piv = for_profile(CardProfile::piv());
+        // A 24-byte key on a card whose 9B key is AES-128.
+        let (t, r) = play_with(t, piv.as_ref(), 0, Run::Auth, |o| {
+            o.allow_unknown_tries = true
+        });
+        assert_eq!(r.unwrap_err().error.exit_code(), 2);
+        assert!(t.done(), "no challenge was asked for");
+    }
+
+    #[test]
+    fn the_family_must_fit_the_run() {
+        let pin = secret("24681357");
+        let piv = for_profile(CardProfile::piv());
+        let e = check_fit(piv.as_ref(), &Mode::Unblock { new_pin: &pin }, true).unwrap_err();
+        assert_eq!(e.class(), "wrong_card");
+        assert!(e.to_string().contains("PUK"), "{e}");
+        let gids = for_profile(CardProfile::gids());
+        let puk = secret("12345678");
+        let e = check_fit(
+            gids.as_ref(),
+            &Mode::UnblockWithPuk {
+                puk: &puk,
+                new_pin: &pin,
+            },
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.class(), "wrong_card");
+        assert!(check_fit(piv.as_ref(), &Mode::AuthOnly, true).is_ok());
+        let short = secret("123");
+        let e = check_fit(gids.as_ref(), &Mode::Unblock { new_pin: &short }, true).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

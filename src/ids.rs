@@ -37,6 +37,69 @@ impl Guid {
     }
 }
 
+/// A card's own 16-byte id (the minidriver `cardid`; GIDS `cardid`, PIV
+/// CHUID GUID), as the card holds it.
+///
+/// Windows and CM treat the 16 bytes as a GUID the way .NET's
+/// `new Guid(byte[16])` does: the first three fields little-endian, so bytes
+/// `00112233445566778899AABBCCDDEEFF` are `33221100-5544-7766-8899-aabbccddeeff`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CardId(pub [u8; 16]);
+
+impl CardId {
+    pub fn from_slice(bytes: &[u8]) -> Option<CardId> {
+        bytes.try_into().ok().map(CardId)
+    }
+
+    /// The GUID as CM takes it (.NET byte order).
+    pub fn guid(&self) -> Guid {
+        let b = &self.0;
+        let swapped = [
+            b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13],
+            b[14], b[15],
+        ];
+        Guid::from_bytes_in_order(&swapped)
+    }
+
+    /// The 16 bytes read as a GUID in plain order (the override for a site
+    /// where the .NET rule turns out wrong).
+    pub fn guid_plain(&self) -> Guid {
+        Guid::from_bytes_in_order(&self.0)
+    }
+
+    /// The raw bytes, upper-case hex.
+    pub fn hex(&self) -> String {
+        hex::encode_upper(self.0)
+    }
+
+    /// Which GUID form a given id is of this card: the .NET form, the plain
+    /// byte order, or none (another card).
+    pub fn matches(&self, given: &Guid) -> bool {
+        *given == self.guid() || *given == self.guid_plain()
+    }
+}
+
+impl fmt::Debug for CardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CardId({})", self.hex())
+    }
+}
+
+impl Guid {
+    /// The canonical text of 16 bytes taken in order.
+    fn from_bytes_in_order(b: &[u8; 16]) -> Guid {
+        let h = hex::encode(b);
+        Guid(format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        ))
+    }
+}
+
 fn bad(text: &str, what: &str) -> Error {
     let shown: String = text.chars().take(60).filter(|c| !c.is_control()).collect();
     Error::usage(format!(
@@ -68,6 +131,26 @@ mod tests {
             Guid::parse("bc88f13f-83ba-4037-8262-46eba1291c6e", "x").unwrap(),
             g
         );
+    }
+
+    #[test]
+    fn card_ids_convert_as_dotnet_does() {
+        let id =
+            CardId::from_slice(&hex::decode("00112233445566778899AABBCCDDEEFF").unwrap()).unwrap();
+        assert_eq!(id.guid().as_str(), "33221100-5544-7766-8899-aabbccddeeff");
+        assert_eq!(
+            id.guid_plain().as_str(),
+            "00112233-4455-6677-8899-aabbccddeeff"
+        );
+        assert_eq!(id.hex(), "00112233445566778899AABBCCDDEEFF");
+        for given in [
+            "{33221100-5544-7766-8899-AABBCCDDEEFF}",
+            "00112233-4455-6677-8899-aabbccddeeff",
+        ] {
+            assert!(id.matches(&Guid::parse(given, "x").unwrap()), "{given}");
+        }
+        assert!(!id.matches(&Guid::parse("33221100-5544-7766-8899-aabbccddeef0", "x").unwrap()));
+        assert!(CardId::from_slice(&[0; 15]).is_none());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! scunblock: unblock MIM CM managed Base CSP smart cards over PC/SC.
 //!
-//! The flow ([`flow`]) reads the ATR, asks the card ([`card::Applet`]) for a
+//! The flow ([`flow`]) reads the ATR, finds the card's family (GIDS, PIV,
+//! Crescendo or ISO: [`card`]), asks the card ([`card::Applet`]) for a
 //! challenge, gets the admin response from a [`responder::Responder`] (a
-//! local 3DES [`admin_key::AdminKey`], a person, or MIM CM) and completes
-//! EXTERNAL AUTHENTICATE and RESET RETRY COUNTER in one PC/SC transaction.
+//! local [`admin_key::AdminKey`], a person, or MIM CM) and completes the
+//! admin authentication and the PIN reset in one PC/SC transaction.
 
 pub mod admin_key;
 pub mod apdu;
@@ -15,12 +16,14 @@ pub mod cm_responder;
 pub mod error;
 pub mod flow;
 pub mod ids;
+pub mod iso7816;
 pub mod log;
 pub mod negotiate;
 pub mod profile;
 pub mod reader;
 pub mod responder;
 pub mod secret;
+pub mod tlv;
 pub mod transport;
 pub mod watch;
 

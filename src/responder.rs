@@ -46,6 +46,12 @@ pub trait Responder {
         false
     }
 
+    /// The responder cannot answer without the card id (CM): the flow
+    /// refuses before the challenge when no id is known.
+    fn needs_card_id(&self) -> bool {
+        false
+    }
+
     /// Check, before the challenge, that this responder can answer for a
     /// card whose admin key has this algorithm (a local key of the wrong
     /// length is exit 2; CM computes 3DES only).

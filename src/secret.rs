@@ -219,6 +219,18 @@ pub fn prompt_new_pin() -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
     Ok(Some(Zeroizing::new(first.as_bytes().to_vec())))
 }
 
+/// Ask once on the terminal without echo. `None` when stdin is no terminal.
+pub fn prompt_secret(prompt: &str) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let text = Zeroizing::new(
+        rpassword::prompt_password(prompt)
+            .map_err(|e| Error::usage(format!("cannot read from the terminal: {e}")))?,
+    );
+    Ok(Some(Zeroizing::new(text.as_bytes().to_vec())))
+}
+
 /// Make this process undumpable while it holds secrets (Linux); elsewhere
 /// set the core size limit to zero where the platform has one.
 pub fn disable_core_dumps() {

@@ -66,11 +66,12 @@ impl<'t> Channel<'t> {
 
     /// Send a command and return the final response, after T=0 handling.
     ///
-    /// A command marked as spending a try (EXTERNAL AUTHENTICATE with data)
-    /// goes out at most once per channel, whatever the card answers: a second
-    /// attempt is refused here as a last line of defence.
-    pub fn send(&mut self, cmd: &Command, spends_try: bool) -> Result<Response, Error> {
-        if spends_try {
+    /// A command marked as spending a try ([`Command::spends_try`]: the admin
+    /// response of every family) goes out at most once per channel, whatever
+    /// the card answers: a second attempt is refused here as a last line of
+    /// defence.
+    pub fn send(&mut self, cmd: &Command) -> Result<Response, Error> {
+        if cmd.spends_try {
             if self.tries_spent > 0 {
                 return Err(Error::Unexpected(
                     "refused to send a second admin authentication in one run (internal safety guard)"
@@ -213,7 +214,7 @@ mod tests {
             .expect("0084000008", "6108")
             .expect("00C0000008", "D61143F9CCFFD2CA9000");
         let mut ch = Channel::new(&mut t, Trace::off());
-        let r = ch.send(&challenge_cmd(), false).unwrap();
+        let r = ch.send(&challenge_cmd()).unwrap();
         assert_eq!(hex::encode_upper(&r.data), "D61143F9CCFFD2CA");
         assert_eq!(r.sw, 0x9000);
         assert_eq!(ch.apdus_sent(), 2);
@@ -226,7 +227,7 @@ mod tests {
             .expect("00C0000004", "D61143F96104")
             .expect("00C0000004", "CCFFD2CA9000");
         let mut ch = Channel::new(&mut t, Trace::off());
-        let r = ch.send(&challenge_cmd(), false).unwrap();
+        let r = ch.send(&challenge_cmd()).unwrap();
         assert_eq!(hex::encode_upper(&r.data), "D61143F9CCFFD2CA");
     }
 
@@ -237,7 +238,7 @@ mod tests {
             .expect("0084000008", "D61143F9CCFFD2CA9000");
         let mut ch = Channel::new(&mut t, Trace::off());
         let r = ch
-            .send(&Command::new(0, ins::GET_CHALLENGE, 0, 0).le(0), false)
+            .send(&Command::new(0, ins::GET_CHALLENGE, 0, 0).le(0))
             .unwrap();
         assert_eq!(r.data.len(), 8);
         // A second 6Cxx is returned as is, not resent forever.
@@ -246,7 +247,7 @@ mod tests {
             .expect("0084000008", "6C09");
         let mut ch = Channel::new(&mut t, Trace::off());
         let r = ch
-            .send(&Command::new(0, ins::GET_CHALLENGE, 0, 0).le(0), false)
+            .send(&Command::new(0, ins::GET_CHALLENGE, 0, 0).le(0))
             .unwrap();
         assert_eq!(r.status(), Status::WrongLe(9));
         assert!(t.done());
@@ -257,8 +258,9 @@ mod tests {
         let mut t = ScriptedTransport::new().expect("008200000817466E766E303CB6", "6C08");
         let mut ch = Channel::new(&mut t, Trace::off());
         let cmd = Command::new(0, ins::EXTERNAL_AUTHENTICATE, 0, 0)
-            .data(hex::decode("17466E766E303CB6").unwrap());
-        let r = ch.send(&cmd, true).unwrap();
+            .data(hex::decode("17466E766E303CB6").unwrap())
+            .spends_try();
+        let r = ch.send(&cmd).unwrap();
         assert_eq!(r.status(), Status::WrongLe(8));
         assert_eq!(t.received.len(), 1);
     }
@@ -268,9 +270,10 @@ mod tests {
         let mut t = ScriptedTransport::new().expect("008200000817466E766E303CB6", "63C4");
         let mut ch = Channel::new(&mut t, Trace::off());
         let cmd = Command::new(0, ins::EXTERNAL_AUTHENTICATE, 0, 0)
-            .data(hex::decode("17466E766E303CB6").unwrap());
-        assert_eq!(ch.send(&cmd, true).unwrap().sw, 0x63C4);
-        assert!(ch.send(&cmd, true).is_err());
+            .data(hex::decode("17466E766E303CB6").unwrap())
+            .spends_try();
+        assert_eq!(ch.send(&cmd).unwrap().sw, 0x63C4);
+        assert!(ch.send(&cmd).is_err());
         assert_eq!(t.received.len(), 1);
     }
 
@@ -279,7 +282,7 @@ mod tests {
         for answer in ["", "90"] {
             let mut t = ScriptedTransport::new().expect("0084000008", answer);
             let mut ch = Channel::new(&mut t, Trace::off());
-            let e = ch.send(&challenge_cmd(), false).unwrap_err();
+            let e = ch.send(&challenge_cmd()).unwrap_err();
             assert_eq!(e.exit_code(), 1);
             assert!(e.to_string().contains("status word"), "{e}");
         }
@@ -292,6 +295,6 @@ mod tests {
             t = t.expect("00C0000001", "006101");
         }
         let mut ch = Channel::new(&mut t, Trace::off());
-        assert!(ch.send(&challenge_cmd(), false).is_err());
+        assert!(ch.send(&challenge_cmd()).is_err());
     }
 }

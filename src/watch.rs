@@ -36,8 +36,8 @@ use job::{CardKey, Job};
 pub use shutdown::{block_signals, Shutdown};
 
 use crate::admin_key::{Challenge, Cryptogram};
-use crate::card::Applet;
 use crate::error::Error;
+use crate::profile::ProfileChoice;
 use crate::responder::{CardContext, LocalKey, Responder};
 
 /// The longest single wait in SCardGetStatusChange. Changes, SCardCancel and
@@ -83,6 +83,10 @@ pub struct Config {
     pub new_pin_timeout: Duration,
     pub card_id_command: Option<String>,
     pub card_id_timeout: Duration,
+    /// Command that prints the PUK of a PIV card (its PIN is reset with it).
+    pub puk_command: Option<String>,
+    /// Send a cryptogram to cards that do not report their admin tries.
+    pub allow_unknown_tries: bool,
     pub shutdown_timeout: Duration,
     pub readers: ReaderFilter,
     /// APDU trace on stderr, each line prefixed with the reader.
@@ -143,7 +147,9 @@ impl Responder for SharedKeyResponder {
 /// What the watcher loop and the workers share.
 pub(crate) struct Shared {
     cfg: Config,
-    applet: Arc<dyn Applet + Send + Sync>,
+    /// The profile of every card (`--profile`) or the profiles detection
+    /// chooses from, card by card.
+    profiles: ProfileChoice,
     responders: Option<Arc<dyn ResponderFactory>>,
     out: Emitter,
     shutdown: Arc<Shutdown>,
@@ -174,7 +180,7 @@ impl Shared {
 /// first, before anything starts a thread.
 pub fn run(
     cfg: Config,
-    applet: Arc<dyn Applet + Send + Sync>,
+    profiles: ProfileChoice,
     responders: Option<Arc<dyn ResponderFactory>>,
 ) -> Result<(), Error> {
     let shutdown = Shutdown::new();
@@ -182,7 +188,7 @@ pub fn run(
     let shared = Arc::new(Shared {
         out: Emitter::new(cfg.json),
         cfg,
-        applet,
+        profiles,
         responders,
         shutdown,
         failures: Mutex::new(HashMap::new()),

@@ -439,12 +439,13 @@ fn reset_mid_transaction_scripted() {
         let mut key = LocalKey::new(AdminKey::from_bytes(&[0; 24]).unwrap());
         let pin = Pin::new(zeroize::Zeroizing::new(PIN.as_bytes().to_vec()));
         let opts = Options {
-            mode: Mode::Unblock,
+            mode: Mode::Unblock { new_pin: &pin },
             force_last_try: false,
+            allow_unknown_tries: false,
             trace: Trace::off(),
             card_id: None,
         };
-        let f = flow::run(&mut session, &applet, &mut key, Some(&pin), &opts).unwrap_err();
+        let f = flow::run(&mut session, &applet, &mut key, &opts).unwrap_err();
         assert_eq!(f.error.exit_code(), 3, "reset at step {at}: {}", f.error);
         assert!(
             f.error.to_string().contains("reset by another process"),

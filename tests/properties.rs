@@ -279,11 +279,21 @@ struct Reached {
     refused_last_try: usize,
 }
 
+/// What the property runs ask of the flow (the modes without their secrets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Unblock,
+    AuthOnly,
+    DryRun,
+}
+
 /// One run of the flow on a card answering `answers`; checks the invariants.
+#[allow(clippy::too_many_arguments)]
 fn one_run(
     answers: &[Result<Vec<u8>, ScriptFault>],
-    mode: Mode,
+    mode: Kind,
     force_last_try: bool,
+    allow_unknown_tries: bool,
     which_profile: u8,
     which_responder: u8,
     prepare: bool,
@@ -314,12 +324,17 @@ fn one_run(
     };
     let pin = Pin::new(Zeroizing::new(b"2468".to_vec()));
     let opts = Options {
-        mode,
+        mode: match mode {
+            Kind::Unblock => Mode::Unblock { new_pin: &pin },
+            Kind::AuthOnly => Mode::AuthOnly,
+            Kind::DryRun => Mode::DryRun,
+        },
         force_last_try,
+        allow_unknown_tries,
         trace: Trace::off(),
         card_id: None,
     };
-    let result = flow::run(&mut session, &applet, responder, Some(&pin), &opts);
+    let result = flow::run(&mut session, &applet, responder, &opts);
 
     let sent = &session.transport.received;
     reached.runs += 1;
@@ -339,7 +354,7 @@ fn one_run(
         .position(|a| a.len() > 1 && a[1] == ins::RESET_RETRY_COUNTER)
     {
         reached.rrc += 1;
-        prop_assert_eq!(mode, Mode::Unblock);
+        prop_assert_eq!(mode, Kind::Unblock);
         let ea = *crypto
             .first()
             .expect("RESET RETRY COUNTER without a cryptogram");
@@ -353,7 +368,7 @@ fn one_run(
             .and_then(|a| Response::from_bytes(&a));
         prop_assert_eq!(last.map(|x| x.sw), Some(0x9000));
     }
-    if mode == Mode::DryRun {
+    if mode == Kind::DryRun {
         prop_assert!(crypto.is_empty());
         prop_assert!(!sent.iter().any(|a| a[1] == ins::GET_CHALLENGE));
     }
@@ -369,6 +384,10 @@ fn one_run(
             reached.refused_last_try += 1;
             prop_assert!(crypto.is_empty(), "{:?}: {sent:02X?}", o.admin_tries);
         }
+        // Unknown admin tries: no cryptogram without the opt-in.
+        if o.admin_tries == Tries::Unknown && !allow_unknown_tries {
+            prop_assert!(crypto.is_empty(), "unknown tries: {sent:02X?}");
+        }
         if o.pin_reset {
             prop_assert!(o.admin_authenticated);
         }
@@ -382,7 +401,7 @@ fn one_run(
     }
     match &result {
         Ok(o) => {
-            if mode == Mode::Unblock {
+            if mode == Kind::Unblock {
                 prop_assert!(o.pin_reset);
             }
         }
@@ -407,7 +426,7 @@ fn one_run(
 fn happy_answers(
     which_profile: u8,
     prepare: bool,
-    mode: Mode,
+    mode: Kind,
     admin_tries: u16,
 ) -> Vec<Result<Vec<u8>, ScriptFault>> {
     let p = profile(which_profile);
@@ -423,7 +442,7 @@ fn happy_answers(
         preflight.push(sw(0x6983));
     }
     let mut v = preflight.clone();
-    if prepare || mode == Mode::DryRun {
+    if prepare || mode == Kind::DryRun {
         v.extend(preflight);
     }
     let mut challenge = vec![0x5A; usize::from(p.challenge_len)];
@@ -437,23 +456,32 @@ fn happy_answers(
     v
 }
 
-type Case = (Vec<Result<Vec<u8>, ScriptFault>>, Mode, bool, u8, u8, bool);
+type Case = (
+    Vec<Result<Vec<u8>, ScriptFault>>,
+    Kind,
+    bool,
+    bool,
+    u8,
+    u8,
+    bool,
+);
 
 /// The run's parameters and the card's answers: either anything at all, or what a working
 /// card says with some answers replaced by anything.
 fn case() -> impl Strategy<Value = Case> {
     let params = (
         prop_oneof![
-            Just(Mode::Unblock),
-            Just(Mode::AuthOnly),
-            Just(Mode::DryRun)
+            Just(Kind::Unblock),
+            Just(Kind::AuthOnly),
+            Just(Kind::DryRun)
         ],
         any::<bool>(),
+        proptest::bool::weighted(0.75),
         any::<u8>(),
         0u8..4,
         any::<bool>(),
     );
-    params.prop_flat_map(|(mode, force, prof, resp, prepare)| {
+    params.prop_flat_map(|(mode, force, allow, prof, resp, prepare)| {
         let random = proptest::collection::vec(answer(), 0..24).boxed();
         let mutated = (
             0u16..6,
@@ -475,6 +503,7 @@ fn case() -> impl Strategy<Value = Case> {
             prop_oneof![1 => random, 3 => mutated],
             Just(mode),
             Just(force),
+            Just(allow),
             Just(prof),
             Just(resp),
             Just(prepare),
@@ -491,17 +520,21 @@ fn the_flow_never_sends_a_second_cryptogram() {
     });
     let reached = std::cell::RefCell::new(Reached::default());
     runner
-        .run(&case(), |(answers, mode, force, prof, resp, prepare)| {
-            one_run(
-                &answers,
-                mode,
-                force,
-                prof,
-                resp,
-                prepare,
-                &mut reached.borrow_mut(),
-            )
-        })
+        .run(
+            &case(),
+            |(answers, mode, force, allow, prof, resp, prepare)| {
+                one_run(
+                    &answers,
+                    mode,
+                    force,
+                    allow,
+                    prof,
+                    resp,
+                    prepare,
+                    &mut reached.borrow_mut(),
+                )
+            },
+        )
         .unwrap();
     // The cases must get far enough to mean something: cryptograms sent, PINs reset,
     // last tries refused.

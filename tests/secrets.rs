@@ -347,7 +347,7 @@ fn watch_never_prints_a_secret() {
 
 /// `scunblock ARGS -v --trace --json` in the background, secrets in the environment.
 fn spawn_loud(stack: &VStack, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_scunblock"))
+    common::stack::scunblock()
         .args(args)
         .args(LOUD)
         .env_remove("SCUNBLOCK_READER")

@@ -44,9 +44,21 @@ pub struct Global {
     #[arg(long, global = true)]
     pub trace: bool,
 
-    /// Card profile TOML file overriding the built-in `iso` profile.
-    #[arg(long, global = true, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
+    /// Card profile: a built-in name (iso, gids, piv, crescendo) or a TOML
+    /// file (a path with / or ending in .toml). Skips family detection.
+    #[arg(long, global = true, value_name = "NAME|FILE")]
+    pub profile: Option<String>,
+
+    /// Directory of site profile files (*.toml) whose ATR patterns detection
+    /// uses before the built-in ones.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "SCUNBLOCK_PROFILES_DIR",
+        default_value = "/etc/scunblock/profiles.d"
+    )]
+    pub profiles_dir: PathBuf,
 
     /// Wait up to SECS for a card to be inserted, or for another process to
     /// release it.
@@ -88,6 +100,40 @@ pub struct UnblockArgs {
 
     #[command(flatten)]
     pub pin: PinArgs,
+
+    #[command(flatten)]
+    pub puk: PukArgs,
+}
+
+/// The PUK: PIV cards reset their PIN with it instead of the admin key.
+#[derive(Debug, Args)]
+#[group(skip)]
+#[command(
+    next_help_heading = "PUK (PIV cards: instead of an admin response)",
+    group(clap::ArgGroup::new("puk_source").multiple(false).conflicts_with("key_source"))
+)]
+pub struct PukArgs {
+    /// Environment variable holding the PUK.
+    #[arg(long, value_name = "VAR", group = "puk_source")]
+    pub puk_env: Option<String>,
+
+    /// File holding the PUK (one trailing newline is ignored).
+    #[arg(long, value_name = "PATH", group = "puk_source")]
+    pub puk_file: Option<PathBuf>,
+
+    /// Read the PUK from the first line of stdin.
+    #[arg(long, group = "puk_source", conflicts_with = "new_pin_stdin")]
+    pub puk_stdin: bool,
+
+    /// Ask for the PUK on the terminal, without echo.
+    #[arg(long, group = "puk_source")]
+    pub puk_prompt: bool,
+}
+
+impl PukArgs {
+    pub fn given(&self) -> bool {
+        self.puk_env.is_some() || self.puk_file.is_some() || self.puk_stdin || self.puk_prompt
+    }
 }
 
 #[derive(Debug, Args)]
@@ -103,9 +149,19 @@ pub struct AuthArgs {
     #[arg(long, help_heading = "Card")]
     pub dry_run: bool,
 
-    /// Spend the LAST admin try. Without it, a card with one admin try left is refused.
+    /// Spend the LAST admin (or PUK) try. Without it, a card with one try left is refused.
     #[arg(long, help_heading = "Card")]
     pub force_last_try: bool,
+
+    /// Send an admin response to a card that does not report its admin tries
+    /// (any try may be its last). Without it such a card gets no cryptogram.
+    #[arg(
+        long,
+        help_heading = "Card",
+        env = "SCUNBLOCK_ALLOW_UNKNOWN_TRIES",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub allow_unknown_tries: bool,
 
     #[command(flatten)]
     pub cm: CmArgs,
@@ -240,6 +296,16 @@ pub struct KeyArgs {
     pub allow_insecure_key_file: bool,
 }
 
+impl KeyArgs {
+    /// Whether an admin response source was given.
+    pub fn given(&self) -> bool {
+        self.admin_key_file.is_some()
+            || self.admin_key_env.is_some()
+            || self.manual
+            || self.cm.is_some()
+    }
+}
+
 #[derive(Debug, Args)]
 #[group(skip)]
 #[command(
@@ -296,6 +362,20 @@ pub struct WatchArgs {
     /// Seconds --card-id-command may take.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub card_id_timeout: u64,
+
+    /// Command that prints the PUK of an inserted PIV card (whose PIN is reset
+    /// with the PUK, not the admin key); run like --new-pin-command. Without
+    /// it PIV cards are skipped.
+    #[arg(long, value_name = "CMD", requires = "unblock")]
+    pub puk_command: Option<String>,
+
+    /// Send an admin response to cards that do not report their admin tries.
+    #[arg(
+        long,
+        env = "SCUNBLOCK_ALLOW_UNKNOWN_TRIES",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub allow_unknown_tries: bool,
 
     /// Try a card again on its next insertion even after the card refused an
     /// admin response. Without it a refused card is never tried again while

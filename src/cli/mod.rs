@@ -11,18 +11,17 @@ use clap::Parser;
 use zeroize::Zeroizing;
 
 pub use args::Cli;
-use args::{AuthArgs, CmArgs, CmAuthMode, Command, Global, KeyArgs, PinArgs, WatchArgs};
+use args::{AuthArgs, CmArgs, CmAuthMode, Command, Global, KeyArgs, PinArgs, PukArgs, WatchArgs};
 use output::Reporter;
 
 use crate::admin_key::AdminKey;
-use crate::card::{Applet, IsoApplet};
 use crate::cm_client::{CmAuth, CmClient, CmConfig};
 use crate::cm_responder::{Approval, CmResponder};
 use crate::error::Error;
 use crate::flow::{self, Mode, Options};
 use crate::ids::Guid;
 use crate::negotiate::NegotiateConfig;
-use crate::profile::CardProfile;
+use crate::profile::ProfileChoice;
 use crate::reader::{self, Connection, ReaderSelector};
 use crate::responder::{LocalKey, Manual, NoResponder, Responder};
 use crate::secret::{self, Pin, Source, Token};
@@ -64,35 +63,23 @@ fn run(cli: &Cli, reporter: &Reporter) -> CmdResult {
             Ok(())
         }
         Command::Info => {
-            let applet = applet(g)?;
+            let profiles = profiles(g)?;
             let sel = ReaderSelector::parse(g.reader.as_deref())?;
             let mut conn = connect(g, &sel)?;
-            let result = flow::inspect(&mut conn, &applet, &trace(g));
+            let result = flow::identify(&mut conn, &profiles, &trace(g))
+                .map_err(Box::<flow::Failure>::from)
+                .and_then(|(applet, source)| {
+                    let mut o = flow::inspect(&mut conn, applet.as_ref(), &trace(g))?;
+                    o.profile_source = Some(source);
+                    Ok(o)
+                });
             conn.close(false);
-            match result {
-                Ok(outcome) => {
-                    reporter.info(&outcome);
-                    Ok(())
-                }
-                Err(f) => Err(f),
-            }
+            let outcome = result?;
+            reporter.info(&outcome);
+            Ok(())
         }
-        Command::Unblock(a) => {
-            let mode = if a.common.dry_run {
-                Mode::DryRun
-            } else {
-                Mode::Unblock
-            };
-            unblock(g, &a.common, Some(&a.pin), mode, reporter)
-        }
-        Command::Auth(a) => {
-            let mode = if a.dry_run {
-                Mode::DryRun
-            } else {
-                Mode::AuthOnly
-            };
-            unblock(g, a, None, mode, reporter)
-        }
+        Command::Unblock(a) => unblock(g, &a.common, Some((&a.pin, &a.puk)), reporter),
+        Command::Auth(a) => unblock(g, a, None, reporter),
         Command::Watch(a) => watch(g, a),
     }
 }
@@ -101,60 +88,92 @@ fn run(cli: &Cli, reporter: &Reporter) -> CmdResult {
 fn unblock(
     g: &Global,
     a: &AuthArgs,
-    pin: Option<&PinArgs>,
-    mode: Mode,
+    unblock: Option<(&PinArgs, &PukArgs)>,
     reporter: &Reporter,
 ) -> CmdResult {
     // 1. Everything the user gave, checked before the card is touched.
-    let applet = applet(g)?;
+    let profiles = profiles(g)?;
     let card_id = a
         .card_id
         .as_deref()
         .map(|c| Guid::parse(c, "--card-id"))
         .transpose()?;
     let sel = ReaderSelector::parse(g.reader.as_deref())?;
-    let new_pin = match (mode, pin) {
-        (Mode::Unblock, Some(p)) => Some(new_pin(p, &applet)?),
+    let puk_given = unblock.is_some_and(|(_, puk)| puk.given());
+    let key_given = a.key.given();
+    if unblock.is_some() && !a.dry_run && !key_given && !puk_given {
+        return Err(Error::usage(
+            "unblock needs where the admin response comes from (--admin-key-file PATH, \
+             --admin-key-env VAR, --cm URL or --manual) or, for a PIV card, the PUK \
+             (--puk-env VAR, --puk-file PATH, --puk-stdin or --puk-prompt)",
+        )
+        .into());
+    }
+    let new_pin = match unblock {
+        Some((p, _)) if !a.dry_run => Some(read_new_pin(p)?),
         _ => None,
     };
-    let mut responder = responder(a, card_id.as_ref(), mode, g.json)?;
+    let puk = match unblock {
+        Some((_, p)) if !a.dry_run && puk_given => Some(read_puk(p)?),
+        _ => None,
+    };
+    let mut responder = if puk_given || (a.dry_run && !key_given) {
+        Box::new(NoResponder)
+    } else {
+        responder(a, card_id.is_some(), g.json)?
+    };
+    let mode = match (&new_pin, &puk) {
+        _ if a.dry_run => Mode::DryRun,
+        (Some(new_pin), Some(puk)) => Mode::UnblockWithPuk { puk, new_pin },
+        (Some(new_pin), None) => Mode::Unblock { new_pin },
+        _ => Mode::AuthOnly,
+    };
     let opts = Options {
         mode,
         force_last_try: a.force_last_try,
+        allow_unknown_tries: a.allow_unknown_tries,
         trace: trace(g),
-        card_id: card_id.map(|c| c.to_string()),
+        card_id,
     };
 
-    // 2. The card.
+    // 2. The card: its family, then the one flow.
     let mut conn = connect(g, &sel)?;
-    let result = flow::run(
-        &mut conn,
-        &applet,
-        responder.as_mut(),
-        new_pin.as_ref(),
-        &opts,
-    );
+    let result = flow::identify(&mut conn, &profiles, &opts.trace)
+        .and_then(|(applet, source)| {
+            flow::check_fit(applet.as_ref(), &mode, key_given).map(|()| (applet, source))
+        })
+        .map_err(Box::<flow::Failure>::from)
+        .and_then(|(applet, source)| {
+            flow::run(&mut conn, applet.as_ref(), responder.as_mut(), &opts)
+                .map(|mut o| {
+                    o.profile_source = Some(source);
+                    o
+                })
+                .map_err(|mut f| {
+                    if let Some(o) = f.outcome.as_mut() {
+                        o.profile_source = Some(source);
+                    }
+                    f
+                })
+        });
     let authenticated = match &result {
-        Ok(o) => o.challenge_sent,
-        Err(f) => f.outcome.as_ref().is_some_and(|o| o.challenge_sent),
+        Ok(o) => o.challenge_sent || o.puk_sent,
+        Err(f) => f
+            .outcome
+            .as_ref()
+            .is_some_and(|o| o.challenge_sent || o.puk_sent),
     };
-    // Drop any admin security state this run created.
+    // Drop any security state this run created.
     conn.close(authenticated);
-    match result {
-        Ok(outcome) => {
-            reporter.unblocked(mode, &outcome);
-            Ok(())
-        }
-        Err(f) => Err(f),
-    }
+    let outcome = result?;
+    reporter.unblocked(&mode, &outcome);
+    Ok(())
 }
 
-fn applet(g: &Global) -> Result<IsoApplet, Error> {
-    let profile = match &g.profile {
-        Some(path) => CardProfile::load(path)?,
-        None => CardProfile::iso(),
-    };
-    Ok(IsoApplet::new(profile))
+/// `--profile`, or the profiles detection chooses from.
+fn profiles(g: &Global) -> Result<ProfileChoice, Error> {
+    let dir = (g.profile.is_none()).then_some(g.profiles_dir.as_path());
+    ProfileChoice::new(g.profile.as_deref(), dir)
 }
 
 fn trace(g: &Global) -> Trace {
@@ -173,15 +192,10 @@ fn connect(g: &Global, sel: &ReaderSelector) -> Result<Connection, Error> {
 }
 
 /// The responder for the key source the user chose.
-fn responder(
-    a: &AuthArgs,
-    card_id: Option<&Guid>,
-    mode: Mode,
-    json: bool,
-) -> Result<Box<dyn Responder>, Error> {
+fn responder(a: &AuthArgs, card_id_given: bool, json: bool) -> Result<Box<dyn Responder>, Error> {
     let k = &a.key;
     if let Some(url) = &k.cm {
-        return cm_responder(url, &a.cm, card_id, json);
+        return cm_responder(url, &a.cm, card_id_given, json);
     }
     if a.cm.any_given() {
         return Err(Error::usage(
@@ -193,10 +207,6 @@ fn responder(
     }
     if k.manual {
         return Ok(Box::new(Manual::new(std::io::stdin().lock())));
-    }
-    if mode == Mode::DryRun {
-        // Nothing will be authenticated: no key needed.
-        return Ok(Box::new(NoResponder));
     }
     Err(Error::usage(
         "choose where the admin response comes from: --admin-key-file PATH, --admin-key-env VAR, --cm URL or --manual",
@@ -224,15 +234,9 @@ fn admin_key(k: &KeyArgs) -> Result<Option<AdminKey>, Error> {
 fn cm_responder(
     url: &str,
     c: &CmArgs,
-    card_id: Option<&Guid>,
+    card_id_given: bool,
     json: bool,
 ) -> Result<Box<dyn Responder>, Error> {
-    let card_id = card_id.cloned().ok_or_else(|| {
-        Error::usage(
-            "--card-id is required with --cm: the iso card profile cannot read the card id \
-             from the card (CM shows it as the smartcard's SerialNumber)",
-        )
-    })?;
     let request_id = c
         .request_id
         .as_deref()
@@ -244,13 +248,17 @@ fn cm_responder(
         .map(|s| Guid::parse(s, "--smartcard-id"))
         .transpose()?;
     if request_id.is_some() && smartcard_id.is_none() {
-        crate::log::verbose(
-            "--request-id without --smartcard-id: looking the smartcard up by --card-id",
-        );
+        crate::log::verbose(format!(
+            "--request-id without --smartcard-id: looking the smartcard up by {}",
+            if card_id_given {
+                "--card-id"
+            } else {
+                "the card's id"
+            }
+        ));
     }
     let setup = cm_setup(url, c)?;
     setup.responder(
-        card_id,
         request_id,
         smartcard_id,
         Box::new(move |p| output::progress(json, p)),
@@ -350,14 +358,12 @@ impl CmSetup {
 
     fn responder(
         &self,
-        card_id: Guid,
         request_id: Option<Guid>,
         smartcard_id: Option<Guid>,
         progress: Box<dyn FnMut(&crate::cm_responder::Progress)>,
     ) -> Result<Box<dyn Responder>, Error> {
         Ok(Box::new(CmResponder::new(
             self.client()?,
-            card_id,
             request_id,
             smartcard_id,
             self.diversified,
@@ -372,7 +378,7 @@ impl CmSetup {
 fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
     // Before anything can start a thread: SIGTERM/SIGINT go to one thread.
     crate::watch::block_signals();
-    let applet = applet(g)?;
+    let profiles = profiles(g)?;
     let readers = match ReaderSelector::parse(g.reader.as_deref())? {
         ReaderSelector::Auto => crate::watch::ReaderFilter::All,
         ReaderSelector::Exact(n) => crate::watch::ReaderFilter::Exact(n),
@@ -464,13 +470,15 @@ fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
         new_pin_timeout: Duration::from_secs(a.new_pin_timeout),
         card_id_command: a.card_id_command.clone(),
         card_id_timeout: Duration::from_secs(a.card_id_timeout),
+        puk_command: a.puk_command.clone(),
+        allow_unknown_tries: a.allow_unknown_tries,
         shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
         readers,
         trace: g.trace,
         json: g.json,
         hidden_env,
     };
-    crate::watch::run(cfg, Arc::new(applet), responders)?;
+    crate::watch::run(cfg, profiles, responders)?;
     Ok(())
 }
 
@@ -489,24 +497,33 @@ impl crate::watch::ResponderFactory for CmFactory {
         true
     }
 
-    fn make(&self, card: &crate::responder::CardContext) -> Result<Box<dyn Responder>, Error> {
-        let id = card
-            .card_id
-            .as_deref()
-            .ok_or_else(|| Error::responder("CM needs the card id; none is known"))?;
-        let card_id = Guid::parse(id, "the card id")?;
+    fn make(&self, _card: &crate::responder::CardContext) -> Result<Box<dyn Responder>, Error> {
         let json = self.json;
-        self.setup.responder(
-            card_id,
-            None,
-            None,
-            Box::new(move |p| output::progress(json, p)),
-        )
+        self.setup
+            .responder(None, None, Box::new(move |p| output::progress(json, p)))
     }
 }
 
-/// The new PIN from the one source given, checked against the profile.
-fn new_pin(p: &PinArgs, applet: &IsoApplet) -> Result<Pin, Error> {
+/// The PUK from the one source given (checked against the card's policy
+/// once the family is known).
+fn read_puk(p: &PukArgs) -> Result<Pin, Error> {
+    let bytes: Zeroizing<Vec<u8>> = if let Some(var) = &p.puk_env {
+        secret::read(&Source::Env(var), "PUK", false)?
+    } else if let Some(path) = &p.puk_file {
+        let raw = secret::read(&Source::File(path), "PUK", false)?;
+        Zeroizing::new(secret::strip_line_end(&raw).to_vec())
+    } else if p.puk_stdin {
+        secret::read(&Source::Stdin, "PUK", false)?
+    } else {
+        secret::prompt_secret("PUK: ")?
+            .ok_or_else(|| Error::usage("--puk-prompt: no terminal to ask for the PUK"))?
+    };
+    Ok(Pin::new(bytes))
+}
+
+/// The new PIN from the one source given (checked against the card's policy
+/// once the family is known).
+fn read_new_pin(p: &PinArgs) -> Result<Pin, Error> {
     let bytes: Zeroizing<Vec<u8>> = if let Some(var) = &p.new_pin_env {
         secret::read(&Source::Env(var), "new PIN", false)?
     } else if let Some(path) = &p.new_pin_file {
@@ -522,7 +539,5 @@ fn new_pin(p: &PinArgs, applet: &IsoApplet) -> Result<Pin, Error> {
              (standard input is not a terminal, so it cannot be asked for)",
         ));
     };
-    let pin = Pin::new(bytes);
-    applet.check_pin(&pin)?;
-    Ok(pin)
+    Ok(Pin::new(bytes))
 }

@@ -90,38 +90,45 @@ impl Reporter {
         for p in &problems {
             outln!("  ATR problem: {p}");
         }
-        outln!("Profile:      {}", o.profile);
-        if let Some(id) = &o.card_id {
-            outln!("Card id:      {id}");
-        }
+        outln!("Profile:      {}", profile_text(o));
+        card_lines(o);
         outln!("PIN tries:    {}", tries_text(o.pin_tries_before, "PIN"));
+        if let Some(t) = o.puk_tries {
+            outln!("PUK tries:    {}", tries_text(t, "PUK"));
+        }
         outln!("Admin tries:  {}", tries_text(o.admin_tries, "admin key"));
     }
 
-    pub fn unblocked(&self, mode: Mode, o: &Outcome) {
+    pub fn unblocked(&self, mode: &Mode, o: &Outcome) {
         if self.json {
             let mut doc = serde_json::to_value(o).unwrap_or_default();
-            doc["dry_run"] = json!(mode == Mode::DryRun);
+            doc["dry_run"] = json!(mode.is_dry_run());
             self.emit(doc);
             return;
         }
         outln!("Reader:       {}", o.reader);
         outln!("ATR:          {}", o.atr);
-        if let Some(id) = &o.card_id {
-            outln!("Card id:      {id}");
-        }
+        outln!("Profile:      {}", profile_text(o));
+        card_lines(o);
         outln!("Admin tries:  {}", tries_text(o.admin_tries, "admin key"));
         outln!("PIN tries:    {}", tries_text(o.pin_tries_before, "PIN"));
+        if let Some(t) = o.puk_tries {
+            outln!("PUK tries:    {}", tries_text(t, "PUK"));
+        }
         match mode {
             Mode::DryRun => outln!("Dry run: no authentication was sent."),
             Mode::AuthOnly => outln!("Admin authentication: OK ({})", o.responder),
-            Mode::Unblock => {
+            Mode::Unblock { .. } => {
                 outln!("Admin authentication: OK ({})", o.responder);
                 outln!(
                     "New PIN set. PIN tries left: {}",
                     tries_text(o.pin_tries_after, "PIN")
                 );
             }
+            Mode::UnblockWithPuk { .. } => outln!(
+                "New PIN set with the PUK. PIN tries left: {}",
+                tries_text(o.pin_tries_after, "PIN")
+            ),
         }
     }
 
@@ -143,6 +150,9 @@ impl Reporter {
             }
             if let Some(t) = e.pin_tries() {
                 doc["pin_tries_after"] = serde_json::to_value(t).unwrap_or_default();
+            }
+            if let Some(t) = e.puk_tries() {
+                doc["puk_tries"] = serde_json::to_value(t).unwrap_or_default();
             }
             self.emit(doc);
         }
@@ -192,13 +202,37 @@ fn pin_tries_text(e: &Error, o: &Outcome) -> String {
     }
 }
 
+/// "gids (detected)", "piv (option)".
+fn profile_text(o: &Outcome) -> String {
+    match o.profile_source {
+        Some(src) => format!(
+            "{} ({})",
+            o.profile,
+            serde_json::to_value(src)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ),
+        None => o.profile.clone(),
+    }
+}
+
+/// The card id: the GUID as sent to CM, and the card's own bytes.
+fn card_lines(o: &Outcome) {
+    match (&o.card_id, &o.card_id_raw) {
+        (Some(id), Some(raw)) => outln!("Card ID:      {{{id}}} (bytes {raw})"),
+        (Some(id), None) => outln!("Card ID:      {{{id}}} (given; the card has none)"),
+        (None, _) => {}
+    }
+}
+
 fn tries_text(t: Tries, what: &str) -> String {
     match t {
         Tries::Left(1) => format!("1 (LAST TRY: a wrong attempt blocks the {what})"),
         Tries::Left(n) => n.to_string(),
         Tries::Blocked => "0 (blocked)".into(),
         Tries::Verified => "verified".into(),
-        Tries::Unknown => "unknown (the card does not say)".into(),
+        Tries::Unknown => "unknown (the card does not report them)".into(),
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::command::{self, Failure as CommandFailure};
 use super::event::{kind, Event};
 use super::{ResponderFactory, Shared};
-use crate::card::Tries;
+use crate::card::{Applet, Tries, Unlock};
 use crate::error::Error;
 use crate::flow::{self, Mode, Options};
 use crate::ids::Guid;
@@ -155,6 +155,8 @@ impl Job {
 /// What reading the card found.
 #[derive(Default)]
 struct Inspection {
+    /// The card's family, detected (or forced by --profile).
+    applet: Option<Box<dyn Applet>>,
     atr: Option<String>,
     pin_tries: Tries,
     admin_tries: Tries,
@@ -163,6 +165,8 @@ struct Inspection {
     error: Option<Error>,
     /// Why the card id command gave no id, if it gave none.
     card_id_problem: Option<String>,
+    /// The id `--card-id-command` printed (checked against the card's own).
+    card_id_given: Option<Guid>,
 }
 
 /// The worker: everything that happens to one insertion.
@@ -202,7 +206,15 @@ fn inspect(shared: &Shared, job: &Job, conn: Option<&mut Connection>) -> Inspect
         return found;
     };
     found.atr = Some(crate::apdu::spaced_hex(conn.atr()));
-    match flow::inspect(conn, shared.applet.as_ref(), &trace(shared, job)) {
+    let trace = trace(shared, job);
+    let applet = match flow::identify(conn, &shared.profiles, &trace) {
+        Ok((applet, _)) => applet,
+        Err(e) => {
+            found.error = Some(e);
+            return found;
+        }
+    };
+    match flow::inspect(conn, applet.as_ref(), &trace) {
         Ok(o) => {
             found.pin_tries = o.pin_tries_before;
             found.admin_tries = o.admin_tries;
@@ -210,10 +222,15 @@ fn inspect(shared: &Shared, job: &Job, conn: Option<&mut Connection>) -> Inspect
         }
         Err(f) => found.error = Some(f.error),
     }
-    if found.card_id.is_none() && found.error.is_none() {
+    found.applet = Some(applet);
+    if found.error.is_none() {
         if let Some(cmd) = &shared.cfg.card_id_command {
             match card_id_from(shared, job, cmd, found.atr.as_deref()) {
-                Ok(id) => found.card_id = Some(id),
+                Ok(id) => {
+                    // The card's own id wins for reports; the flow checks that they agree.
+                    found.card_id = found.card_id.take().or(Some(id.to_string()));
+                    found.card_id_given = Some(id);
+                }
                 Err(why) => {
                     crate::log::warn(format!("[{}] --card-id-command: {why}", job.reader));
                     found.card_id_problem = Some(why);
@@ -224,12 +241,7 @@ fn inspect(shared: &Shared, job: &Job, conn: Option<&mut Connection>) -> Inspect
     found
 }
 
-fn card_id_from(
-    shared: &Shared,
-    job: &Job,
-    cmd: &str,
-    atr: Option<&str>,
-) -> Result<String, String> {
+fn card_id_from(shared: &Shared, job: &Job, cmd: &str, atr: Option<&str>) -> Result<Guid, String> {
     let spec = command::Spec {
         command: cmd,
         env: card_env(&job.reader, atr, None),
@@ -238,9 +250,7 @@ fn card_id_from(
     };
     let out = command::run(&spec, &|| card_id_stop(shared, job)).map_err(|e| e.to_string())?;
     let text = std::str::from_utf8(&out).map_err(|_| "its output is not UTF-8".to_string())?;
-    Guid::parse(text, "the card id it printed")
-        .map(|g| g.to_string())
-        .map_err(|e| e.to_string())
+    Guid::parse(text, "the card id it printed").map_err(|e| e.to_string())
 }
 
 fn card_env(
@@ -290,26 +300,36 @@ fn trace(shared: &Shared, job: &Job) -> Trace {
 /// response went to the card (the card is then reset on disconnect).
 fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection) -> bool {
     let reader = job.reader.as_str();
-    let factory = match decide(shared, job, found) {
+    let (applet, factory) = match decide(shared, job, found) {
         Ok(f) => f,
         Err((reason, message)) => {
             job.skip(shared, reason, message);
             return false;
         }
     };
+    let puk_unlock = applet.unlock() == Unlock::Puk;
     let atr = found.atr.clone().unwrap_or_default();
     job.start(
         shared,
         Event::new(kind::UNBLOCK_STARTED, Some(reader))
             .with("atr", atr.clone())
             .with("card_id", found.card_id.clone())
-            .with("responder", factory.name())
+            .with("profile", applet.name().to_string())
+            .with("responder", factory.map_or("puk", |f| f.name()))
             .with("pin_tries", json!(found.pin_tries))
             .with("admin_tries", json!(found.admin_tries)),
     );
 
-    // The new PIN from the front end.
-    let pin = match new_pin(shared, job, &atr, found.card_id.as_deref()) {
+    // The new PIN from the front end (and the PUK, for a PIV card).
+    let secrets = new_pin(shared, job, applet, &atr, found.card_id.as_deref()).and_then(|pin| {
+        let puk = if puk_unlock {
+            Some(puk(shared, job, applet, &atr, found.card_id.as_deref())?)
+        } else {
+            None
+        };
+        Ok((pin, puk))
+    });
+    let (pin, puk) = match secrets {
         Ok(pin) => pin,
         Err(PinProblem::Removed) => {
             job.finish(
@@ -337,7 +357,11 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
         card_id: found.card_id.clone(),
         ..CardContext::default()
     };
-    let mut responder = match factory.make(&card) {
+    let made = match factory {
+        Some(f) => f.make(&card),
+        None => Ok(Box::new(crate::responder::NoResponder) as Box<dyn crate::responder::Responder>),
+    };
+    let mut responder = match made {
         Ok(r) => r,
         Err(e) => {
             let event = failed_event(reader, &e, Tries::Unknown, Tries::Unknown, None);
@@ -345,20 +369,20 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
             return false;
         }
     };
-    let opts = Options {
-        mode: Mode::Unblock,
-        force_last_try: false,
-        trace: trace(shared, job),
-        card_id: found.card_id.clone(),
+    let mode = match &puk {
+        Some(puk) => Mode::UnblockWithPuk { puk, new_pin: &pin },
+        None => Mode::Unblock { new_pin: &pin },
     };
-    let result = flow::run(
-        conn,
-        shared.applet.as_ref(),
-        responder.as_mut(),
-        Some(&pin),
-        &opts,
-    );
-    drop(pin);
+    let opts = Options {
+        mode,
+        force_last_try: false,
+        allow_unknown_tries: shared.cfg.allow_unknown_tries,
+        trace: trace(shared, job),
+        card_id: found.card_id_given.clone(),
+    };
+    let result = flow::run(conn, applet, responder.as_mut(), &opts);
+    drop(opts);
+    drop((pin, puk));
     match result {
         Ok(out) => {
             job.finish(
@@ -375,7 +399,9 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
         Err(f) => {
             let o = f.outcome.as_ref();
             if spent_and_refused(&f.error, o) {
-                let key: CardKey = (atr, found.card_id.clone());
+                // Keyed by the ATR and the id read from the card.
+                let own = o.and_then(|o| o.card_id_raw.clone());
+                let key: CardKey = (atr, own.or_else(|| found.card_id.clone()));
                 shared.remember_failure(key, f.error.to_string());
             }
             job.finish(
@@ -394,14 +420,19 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
 }
 
 /// Whether this card is to be unblocked: the responder factory, or why not.
+type Decision<'a> = (&'a dyn Applet, Option<&'a dyn ResponderFactory>);
+
 fn decide<'a>(
     shared: &'a Shared,
     job: &Job,
-    found: &Inspection,
-) -> Result<&'a dyn ResponderFactory, (&'static str, String)> {
+    found: &'a Inspection,
+) -> Result<Decision<'a>, (&'static str, String)> {
     if let Some(e) = &found.error {
         return Err(("unreadable", format!("the card cannot be read: {e}")));
     }
+    let Some(applet) = found.applet.as_deref() else {
+        return Err(("unreadable", "the card's family is unknown".into()));
+    };
     if !shared.cfg.always {
         match found.pin_tries {
             t if t.is_blocked() => {}
@@ -422,7 +453,8 @@ fn decide<'a>(
     }
     let atr = found.atr.clone().unwrap_or_default();
     if !shared.cfg.retry_after_failure {
-        if let Some(why) = shared.failed_before(&(atr.clone(), found.card_id.clone())) {
+        let own = found.card_id.clone();
+        if let Some(why) = shared.failed_before(&(atr.clone(), own)) {
             let id = found
                 .card_id
                 .as_deref()
@@ -437,6 +469,22 @@ fn decide<'a>(
                 ),
             ));
         }
+    }
+    if applet.unlock() == Unlock::Puk {
+        if shared.cfg.puk_command.is_none() {
+            return Err((
+                "needs_puk",
+                format!(
+                    "this is a {} card: its PIN is reset with the PUK, not the admin key; give \
+                     --puk-command to unblock such cards",
+                    applet.family()
+                ),
+            ));
+        }
+        if shared.shutdown.is_set() || job.is_removed() {
+            return Err(("shutting_down", "the watcher is stopping".into()));
+        }
+        return Ok((applet, None));
     }
     let Some(factory) = shared.responders.as_deref() else {
         return Err(("no_responder", "no admin key or CM configured".into()));
@@ -454,7 +502,7 @@ fn decide<'a>(
     if shared.shutdown.is_set() || job.is_removed() {
         return Err(("shutting_down", "the watcher is stopping".into()));
     }
-    Ok(factory)
+    Ok((applet, Some(factory)))
 }
 
 enum PinProblem {
@@ -467,6 +515,7 @@ enum PinProblem {
 fn new_pin(
     shared: &Shared,
     job: &Job,
+    applet: &dyn Applet,
     atr: &str,
     card_id: Option<&str>,
 ) -> Result<Pin, PinProblem> {
@@ -475,6 +524,64 @@ fn new_pin(
             "new_pin_command_failed",
             "no --new-pin-command".into(),
         ));
+    };
+    let pin = secret_from(
+        shared,
+        job,
+        cmd,
+        atr,
+        card_id,
+        "new_pin",
+        "--new-pin-command",
+    )?;
+    if let Err(e) = applet.check_pin(&pin) {
+        return Err(PinProblem::Skip(
+            "new_pin_invalid",
+            format!("the new PIN: {e}"),
+        ));
+    }
+    Ok(pin)
+}
+
+/// Run `--puk-command` (PIV cards) and check what it printed against the
+/// profile's policy.
+fn puk(
+    shared: &Shared,
+    job: &Job,
+    applet: &dyn Applet,
+    atr: &str,
+    card_id: Option<&str>,
+) -> Result<Pin, PinProblem> {
+    let Some(cmd) = shared.cfg.puk_command.as_deref() else {
+        return Err(PinProblem::Skip("needs_puk", "no --puk-command".into()));
+    };
+    let puk = secret_from(shared, job, cmd, atr, card_id, "puk", "--puk-command")?;
+    if let Err(e) = applet.profile().check_secret(&puk, "PUK") {
+        return Err(PinProblem::Skip("puk_invalid", format!("the PUK: {e}")));
+    }
+    Ok(puk)
+}
+
+/// A secret printed by a helper command. Skip reasons are `<what>_command_failed`,
+/// `<what>_command_timeout` and `<what>_invalid`.
+fn secret_from(
+    shared: &Shared,
+    job: &Job,
+    cmd: &str,
+    atr: &str,
+    card_id: Option<&str>,
+    what: &'static str,
+    option: &str,
+) -> Result<Pin, PinProblem> {
+    let reason = |suffix: &str| -> &'static str {
+        match (what, suffix) {
+            ("puk", "failed") => "puk_command_failed",
+            ("puk", "timeout") => "puk_command_timeout",
+            ("puk", _) => "puk_invalid",
+            (_, "failed") => "new_pin_command_failed",
+            (_, "timeout") => "new_pin_command_timeout",
+            _ => "new_pin_invalid",
+        }
     };
     let spec = command::Spec {
         command: cmd,
@@ -489,33 +596,19 @@ fn new_pin(
         Err(CommandFailure::Stopped(_)) if job.is_removed() => return Err(PinProblem::Removed),
         Err(e @ CommandFailure::TimedOut(_)) => {
             return Err(PinProblem::Skip(
-                "new_pin_command_timeout",
-                format!("--new-pin-command: {e}"),
+                reason("timeout"),
+                format!("{option}: {e}"),
             ))
         }
         Err(CommandFailure::Stopped(why)) => {
-            return Err(PinProblem::Skip(
-                "shutting_down",
-                format!("--new-pin-command {why}"),
-            ))
+            return Err(PinProblem::Skip("shutting_down", format!("{option} {why}")))
         }
-        Err(e) => {
-            return Err(PinProblem::Skip(
-                "new_pin_command_failed",
-                format!("--new-pin-command: {e}"),
-            ))
-        }
+        Err(e) => return Err(PinProblem::Skip(reason("failed"), format!("{option}: {e}"))),
     };
     if pin.is_empty() {
         return Err(PinProblem::Skip(
-            "new_pin_invalid",
-            "--new-pin-command printed no PIN".into(),
-        ));
-    }
-    if let Err(e) = shared.applet.check_pin(&pin) {
-        return Err(PinProblem::Skip(
-            "new_pin_invalid",
-            format!("the new PIN: {e}"),
+            reason("invalid"),
+            format!("{option} printed nothing"),
         ));
     }
     Ok(pin)

@@ -51,7 +51,7 @@ pub fn scunblock(
     env: &[(&str, &str)],
     stdin: Option<&str>,
 ) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scunblock"));
+    let mut cmd = super::stack::scunblock();
     cmd.args(args)
         .env_remove("SCUNBLOCK_READER")
         .env_remove("PCSCLITE_CSOCK_NAME")

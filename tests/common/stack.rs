@@ -373,7 +373,15 @@ pub fn cmserver_bin() -> PathBuf {
     sibling_bin("scunblock-cmserver", "SCUNBLOCK_CMSERVER")
 }
 
+/// The tests' profiles directory (tests/profiles: the virtual card's ATR
+/// claimed for `iso`), which every run of the binary gets as
+/// SCUNBLOCK_PROFILES_DIR unless a test sets its own.
+pub const TEST_PROFILES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/profiles");
+
 /// A Command for the scunblock binary under test.
 pub fn scunblock() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_scunblock"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scunblock"));
+    cmd.env("SCUNBLOCK_PROFILES_DIR", TEST_PROFILES_DIR)
+        .env_remove("SCUNBLOCK_ALLOW_UNKNOWN_TRIES");
+    cmd
 }
