@@ -92,10 +92,18 @@
 mod apdu;
 #[path = "vcard/card.rs"]
 mod card;
+#[path = "vcard/crescendo.rs"]
+mod crescendo;
+#[path = "vcard/crypto.rs"]
+mod crypto;
+#[path = "vcard/gids.rs"]
+mod gids;
 #[path = "vcard/link.rs"]
 mod link;
 #[path = "vcard/options.rs"]
 mod options;
+#[path = "vcard/piv.rs"]
+mod piv;
 #[path = "vcard/state_file.rs"]
 mod state_file;
 
