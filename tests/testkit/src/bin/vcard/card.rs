@@ -911,23 +911,69 @@ mod tests {
             t0_chunk: 1,
             ..Config::default()
         });
+        junk(&mut c, &[0x20, 0x2C, 0x82, 0x84, 0xA4, 0xC0], 20_000);
+    }
+
+    /// Every family, including a GIDS card still waiting for initialisation and AES keys,
+    /// fed random APDUs around the INS it knows and `7C` templates of every shape.
+    #[test]
+    fn no_family_panics_on_junk() {
+        let ins = [
+            0x20, 0x22, 0x24, 0x2C, 0x44, 0x82, 0x84, 0x87, 0xA4, 0xC0, 0xCB, 0xDB, 0xE0, 0xF7,
+            0xF8, 0xFD,
+        ];
+        for family in [Family::Gids, Family::Piv, Family::Crescendo] {
+            for (alg, key_len, initialised) in [
+                (MgmtAlg::Tdes, 24, true),
+                (MgmtAlg::Tdes, 16, false),
+                (MgmtAlg::Aes128, 16, true),
+                (MgmtAlg::Aes256, 32, true),
+            ] {
+                let mut c = Card::new(
+                    Config {
+                        family,
+                        ..Config::default()
+                    },
+                    Persistent {
+                        admin_key: AdminKey::with_alg(alg, vec![0; key_len]).unwrap(),
+                        gids_initialised: initialised,
+                        admin_tries: 200,
+                        admin_max: 200,
+                        ..Persistent::default()
+                    },
+                );
+                junk(&mut c, &ins, 5_000);
+            }
+        }
+    }
+
+    fn junk(c: &mut Card, ins: &[u8], rounds: usize) {
         let mut seed = 0x1234_5678_u32;
-        for _ in 0..20_000 {
+        for round in 0..rounds {
             seed ^= seed << 13;
             seed ^= seed >> 17;
             seed ^= seed << 5;
-            let len = (seed % 12) as usize;
-            let bytes: Vec<u8> = (0..len)
+            let len = (seed % 48) as usize;
+            let mut bytes: Vec<u8> = (0..len)
                 .map(|i| {
-                    let b = (seed >> (i % 4 * 8)) as u8;
+                    let b = (seed.rotate_left(i as u32 * 7)) as u8;
                     // Mostly CLA 00 and INS the card knows, so the paths get exercised.
                     match i {
                         0 => b & 0x01,
-                        1 => [0x20, 0x2C, 0x82, 0x84, 0xA4, 0xC0][usize::from(b) % 6],
+                        1 => ins[usize::from(b) % ins.len()],
                         _ => b,
                     }
                 })
                 .collect();
+            // Every other APDU: a well-formed Lc around a 7C template of random inside.
+            if round % 2 == 0 && bytes.len() > 8 {
+                let inner = bytes.len() - 7;
+                bytes[4] = (bytes.len() - 5) as u8;
+                bytes[5] = 0x7C;
+                bytes[6] = (inner) as u8;
+                bytes[7] = [0x80, 0x81, 0x82][usize::from(bytes[7]) % 3];
+                bytes[8] = [0, 8, 16, 40][usize::from(bytes[8]) % 4].min(inner - 2) as u8;
+            }
             let r = c.transmit(&bytes);
             assert!(r.len() >= 2);
         }

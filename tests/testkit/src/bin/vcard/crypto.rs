@@ -145,7 +145,7 @@ impl AdminKey {
     /// 3DES-CBC with a zero IV, no padding (GIDS mutual authentication); None for an AES key
     /// or data that is not whole blocks.
     pub fn cbc(&self, data: &[u8], encrypt: bool) -> Option<Vec<u8>> {
-        if self.alg != MgmtAlg::Tdes || data.len() % 8 != 0 {
+        if self.alg != MgmtAlg::Tdes || !data.len().is_multiple_of(8) {
             return None;
         }
         let mut prev = [0u8; 8];

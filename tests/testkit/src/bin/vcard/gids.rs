@@ -169,7 +169,10 @@ impl Card {
             return Response::sw(sw::DATA_INVALID);
         };
         match items.as_slice() {
-            [Tlv { tag: 0x81, value }] if value.is_empty() => {
+            [Tlv {
+                tag: 0x81,
+                value: [],
+            }] => {
                 let c = self.new_challenge(8);
                 Response::ok(tlv(&[0x7C], &tlv(&[0x81], &c)))
             }

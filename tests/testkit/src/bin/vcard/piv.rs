@@ -123,7 +123,10 @@ impl Card {
         let block = alg.block_len();
         let wrong = self.config.wrong_response_sw;
         match items.as_slice() {
-            [Tlv { tag: 0x81, value }] if value.is_empty() => {
+            [Tlv {
+                tag: 0x81,
+                value: [],
+            }] => {
                 let c = self.new_challenge(block);
                 Response::ok(tlv(&[0x7C], &tlv(&[0x81], &c)))
             }
@@ -134,7 +137,10 @@ impl Card {
                     Ok(false) => Response::sw(wrong),
                 }
             }
-            [Tlv { tag: 0x80, value }] if value.is_empty() => {
+            [Tlv {
+                tag: 0x80,
+                value: [],
+            }] => {
                 let witness = random_bytes(block);
                 let Some(encrypted) = self.persistent.admin_key.encrypt(&witness) else {
                     return Response::sw(sw::INCORRECT_DATA);
