@@ -274,6 +274,7 @@ mod tests {
         card.persistent.puk = b"777777".to_vec();
         card.persistent.puk_tries = 1;
         card.persistent.card_id = None;
+        card.persistent.gids_initialised = false;
         card.persistent.admin_key = AdminKey::with_alg(MgmtAlg::Aes128, vec![0x22; 16]).unwrap();
         file.save(&card).unwrap();
         let loaded = file.load(persistent()).unwrap();
@@ -282,6 +283,18 @@ mod tests {
             (&b"777777"[..], 1, None)
         );
         assert_eq!(loaded.admin_key.alg(), MgmtAlg::Aes128);
+        assert!(!loaded.gids_initialised);
+        // A file from before the families (no card_id key) keeps the default id.
+        fs::write(&path, "{\"pin_tries\": 2}").unwrap();
+        assert_eq!(
+            file.load(persistent()).unwrap().card_id,
+            persistent().card_id
+        );
+        fs::write(&path, "{\"card_id\": \"0011\"}").unwrap();
+        assert!(file.load(persistent()).is_err());
+        fs::write(&path, "{\"admin_key\": \"00\", \"mgmt_alg\": \"aes128\"}").unwrap();
+        assert!(file.load(persistent()).is_err());
+        file.save(&card).unwrap();
         let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(
             (&v["mgmt_alg"], &v["puk_hex"]),
