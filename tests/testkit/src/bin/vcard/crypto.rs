@@ -99,7 +99,7 @@ impl AdminKey {
                 MgmtAlg::Aes256 => "32",
             };
             return Err(format!(
-                "a {} key must be {want} bytes, got {}",
+                "{} keys are {want} bytes, got {}",
                 alg.name(),
                 bytes.len()
             ));

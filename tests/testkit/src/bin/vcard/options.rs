@@ -26,7 +26,7 @@ pub fn default_atr(family: Family) -> &'static str {
 
 pub const USAGE: &str = "\
 usage: scunblock-vcard [OPTIONS]
-A virtual Microsoft Base CSP style smart card for vpcd (vsmartcard).
+A virtual smart card for vpcd (vsmartcard): Base CSP style (iso), GIDS, PIV or Crescendo.
 
 connection:
   --host HOST             vpcd host (default 127.0.0.1)
@@ -54,13 +54,13 @@ card:
   --puk-tries N           (default: --puk-max)     --puk-max N (default 3)
   --no-metadata           PIV: not a YubiKey (GET METADATA, VERSION, SERIAL answer 6D00)
   --wrong-response-sw HEX PIV: the status word of a wrong 9B response (default 6982)
-  --key-ref HEX           EXTERNAL AUTHENTICATE P2 (default 00)
+  --key-ref HEX           iso: EXTERNAL AUTHENTICATE P2 (default 00)
   --admin-tries N         (default: --admin-max)   --admin-max N (default 5)
   --pin ASCII             (default 12345678)
   --pin-tries N           (default: --pin-max)     --pin-max N   (default 3)
   --pin-min N             shortest PIN RESET RETRY COUNTER accepts (default 4)
   --pin-max-len N         longest PIN RESET RETRY COUNTER accepts (default 16)
-  --aid HEX               SELECT by this AID answers 9000 (otherwise 6A82)
+  --aid HEX               iso: SELECT by this AID answers 9000 (otherwise 6A82)
   --challenge HEX         fixed challenge instead of random ones (8 bytes; AES keys 16)
   --t0                    T=0: data only via 61xx + GET RESPONSE
   --t0-chunk N            announce at most N bytes per 61xx (1..256, default 256)
