@@ -5,7 +5,8 @@
 //! (tries, PIN, key, card id, counters).
 //!
 //! - GIDS: OpenSC's `gids-tool --initialize` (on a new card), `gids-tool --unblock` (mutual
-//!   authentication), `pkcs15-tool --list-pins`;
+//!   authentication), `pkcs15-tool --list-pins`; the external form as a scripted
+//!   `opensc-tool` session whose cryptogram `openssl enc -des-ede3` computes;
 //! - PIV: `yubico-piv-tool -a status`, `-a verify-pin`, `-a unblock-pin` (PUK), `-a set-chuid`
 //!   (9B witness form, 3DES); OpenSC `piv-tool -A M:9B:<alg>` with 3DES and AES-128/192/256
 //!   keys (the AES cross-check); the external form `00 87 <alg> 9B` as a scripted
@@ -372,6 +373,82 @@ fn pkcs15_tool_lists_the_gids_pin_and_its_tries() {
     assert!(sent(&state, "00cb3fff045c027f71") >= 1);
     assert_eq!(s(&state, "pin_tries"), 2);
     assert_eq!(sent(&state, "0020"), 0);
+}
+
+/// GIDS's single-step external form (the one CM's response fits), scripted through
+/// opensc-tool with the cryptogram from openssl; a SELECT between challenge and response
+/// clears the challenge (6985); a wrong cryptogram is 6982.
+#[test]
+fn gids_external_form_scripted_with_openssl_cryptograms() {
+    let bench = Bench::new();
+    let card = bench.stack.insert(
+        0,
+        &[
+            "--family",
+            "gids",
+            "--challenge",
+            GOLDEN_CHALLENGE,
+            "--pin-tries",
+            "0",
+        ],
+    );
+    let r = openssl_ecb("des-ede3", ZERO_KEY, GOLDEN_CHALLENGE);
+    let wrong = openssl_ecb("des-ede3", &"11".repeat(24), GOLDEN_CHALLENGE);
+    let select = "00 A4 04 00 09 A0 00 00 03 97 42 54 46 59 00";
+    let mse = "00 22 81 A4 03 83 01 80";
+    let challenge = "00 87 00 00 04 7C 02 81 00 00";
+    let response = |r: &str| format!("00 87 00 00 0C 7C 0A 82 08 {r}");
+    let out = bench.tool(
+        "opensc-tool",
+        &[
+            "-r",
+            "0",
+            "-c",
+            "default",
+            "-s",
+            select,
+            "-s",
+            mse,
+            "-s",
+            challenge,
+            "-s",
+            select,
+            "-s",
+            &response(&r),
+            "-s",
+            challenge,
+            "-s",
+            &response(&wrong),
+            "-s",
+            challenge,
+            "-s",
+            &response(&r),
+            "-s",
+            "00 2C 02 80 04 31 32 33 34",
+            "-s",
+            "00 CB 3F FF 04 5C 02 7F 71 00",
+        ],
+        &[],
+    );
+    out.expect(0);
+    assert_eq!(
+        out.status_words(),
+        ["9000", "9000", "9000", "9000", "6985", "9000", "6982", "9000", "9000", "9000", "9000"],
+        "{}",
+        out.stdout
+    );
+    // The PIN status object after the unblock: 3 tries of 3.
+    assert!(
+        out.stdout.contains("7F 71 06 97 01 03 93 01 03"),
+        "{}",
+        out.stdout
+    );
+    let state = card.state();
+    assert_eq!(s(&state, "pin"), "1234");
+    assert_eq!(s(&state, "pin_tries"), 3);
+    assert_eq!(s(&state, "admin_responses"), 3);
+    // 6985 cost nothing, 6982 one try, the right answer restored them all.
+    assert_eq!(s(&state, "admin_tries"), 5);
 }
 
 // ---------------------------------------------------------------------------------------
