@@ -1,4 +1,5 @@
-//! scunblock-vcard: a virtual Microsoft Base CSP / ISO 7816 smart card for vpcd (vsmartcard).
+//! scunblock-vcard: a virtual smart card for vpcd (vsmartcard): a Microsoft Base CSP / ISO 7816
+//! card by default, or a GIDS, PIV (YubiKey) or HID Crescendo card (`--family`).
 //!
 //! It connects to vpcd as a card (TCP, default 127.0.0.1:35963 = vpcd slot 0). Every frame
 //! both ways is a u16 big-endian length and a payload. From vpcd, 1-byte payloads are
@@ -6,7 +7,7 @@
 //! longer payloads are command APDUs, answered with the response APDU. The connection
 //! closing means the card is removed; `scripts/vstack card` starts this binary.
 //!
-//! # The card (`--help` lists the options)
+//! # The card, `--family iso` (the default; `--help` lists the options)
 //! - GET CHALLENGE `00 84 00 00 08` (Le 08 or 00): 8 random bytes (or `--challenge`) + 9000,
 //!   another Le: 6C08. The challenge is single-use: ANY command other than an EXTERNAL
 //!   AUTHENTICATE with data clears it, and so do power off, reset and removal (GET RESPONSE
@@ -28,6 +29,77 @@
 //! - Unknown INS 6D00, CLA != 00 6E00, fewer than 4 bytes or inconsistent Lc 6700.
 //! - Power off / reset / removal drop admin authentication, PIN verification, the challenge
 //!   and pending T=0 data.
+//!
+//! # Card families (`--family gids|piv|crescendo`)
+//! Written from the clients' sources (OpenSC card-gids.c, gids-tool.c, card-piv.c;
+//! yubico-piv-tool lib/ykpiv.c; GidsApplet) and HID's documentation, as
+//! ../shared/notes/real-cards.md and gids.md quote them; `tests/thirdparty.rs` checks them
+//! with those clients. What every family shares:
+//! - The admin key (`--admin-key`; PIV 9B / Crescendo XAUTH: 3DES or AES, `--mgmt-alg`) has
+//!   an internal retry counter (`--admin-tries`, `--admin-max`): a wrong answer costs one
+//!   try, at zero every admin authentication answers 6983, a right one restores the maximum.
+//!   No command reports it (no 63Cx query exists on these cards), except Crescendo's UNLOCK
+//!   PIN without XAUTH, which answers 63CX as HID documents it.
+//! - The challenge and a pending mutual step are single-use: any other command clears them
+//!   (6985 at the response step), and so do power off, reset and removal.
+//! - `--card-id HEX` (16 bytes, default 00112233445566778899AABBCCDDEEFF) is the GIDS cardid
+//!   and the PIV CHUID GUID; `--no-card-id`: no cardid object / no CHUID (6A82).
+//! - Default ATRs: gids the Microsoft TPM virtual smart card's
+//!   `3B 8D 01 80 FB A0 00 00 03 97 42 54 46 59 04 01 CF`; piv a YubiKey 5's
+//!   `3B FD 13 00 00 81 31 FE 15 80 73 C0 21 C0 57 59 75 62 69 4B 65 79 40`; crescendo a
+//!   C2300's `3B D5 96 FF 81 91 FE 1F C3 43 32 33 30 30 CC`.
+//!
+//! GIDS (gids.rs):
+//! - SELECT `00 A4 04 00|0C` of the GIDS AID (9 bytes or more of A0 00 00 03 97 42 54 46 59
+//!   02 01) -> FCI `61 12 4F 0B <AID> 73 03 40 01 C0` (P2 0C: none) + 9000; other AIDs 6A82;
+//!   SELECT `00 A4 00 0C 02 3F FF` (the applet file) 9000.
+//! - MSE SET `00 22 81|C1 A4 03 83 01 80` -> 9000 (key ref other than 80 6A88).
+//! - GENERAL AUTHENTICATE `00 87 00 00` (after MSE, else 6985; a new card 6986):
+//!   `7C 02 81 00` -> `7C 0A 81 08 <C>`; `7C 0A 82 08 <3DES-ECB(K, C)>` -> 9000 / 6982;
+//!   mutual `7C 12 81 10 <R1>` -> `7C 12 81 10 <R2>`; `7C 2A 82 28 <3DES-CBC(K, IV 0,
+//!   R2 || R1 || Z1 (7) || 80)>` -> `7C 2A 82 28 <3DES-CBC(K, R1 || R2 || Z2 || 80)>` (44
+//!   bytes) / 6982. No challenge 6985, another template 6984.
+//! - RESET RETRY COUNTER `00 2C 02 80 Lc <PIN>` after admin authentication (6982 without;
+//!   length outside --pin-min..--pin-max-len 6700): PIN set, tries to max, all auth dropped.
+//! - VERIFY `00 20 00 80 [PIN]` as the iso card; `00 20 00 82` logs everything out.
+//! - GET DATA `00 CB <file> 04 5C 02 <DO> 00`: 3FFF/7F71 the PIN status `7F 71 06 97 01
+//!   <left> 93 01 <limit>`; 3FFF/7F73 (PUK) 6A88; the objects: master file A000/DF1F
+//!   (records mscp, cardid, cardapps, cardcf, mscp/cmapfile), cardid A012/DF20, cardapps,
+//!   cardcf, cmapfile; others 6A82.
+//! - `--gids-uninitialised`: a new card (no objects, no admin authentication) that takes
+//!   what `gids-tool --initialize` sends: CHANGE REFERENCE DATA `00 24 01 80` (the first
+//!   PIN), CREATE FILE `00 E0`, ACTIVATE `00 44`, PUT DATA `00 DB` (objects; 3FFF tag 70 the
+//!   admin key `84 01 80 A5 { 87 18 <key> .. }`; A012/DF20 the card id); ACTIVATE after
+//!   SELECT 3FFF ends the initialisation. An initialised card wants admin or PIN
+//!   authentication for PUT DATA (6982) and refuses CHANGE REFERENCE DATA (6985).
+//!
+//! PIV (piv.rs):
+//! - SELECT of any prefix (5 bytes or more) of A0 00 00 03 08 00 00 10 00 01 00 -> `61 11 4F
+//!   06 00 00 10 00 01 00 79 07 4F 05 A0 00 00 03 08` + 9000; other AIDs 6A82.
+//! - GENERAL AUTHENTICATE `00 87 <alg> 9B` (alg: 03 3DES, 08/0A/0C AES-128/192/256; other
+//!   than the key's 6A86, key other than 9B 6A88): `7C 02 81 00` -> `7C 0A 81 08 <C>` (AES
+//!   `7C 12 81 10`); `7C 0A 82 08 <E(K, C)>` -> 9000 / --wrong-response-sw (default 6982);
+//!   witness `7C 02 80 00` -> `7C 0A 80 08 <E(K, W)>`; `7C 14 80 08 <W> 81 08 <C2>` ->
+//!   `7C 0A 82 08 <E(K, C2)>` / --wrong-response-sw.
+//! - VERIFY `00 20 00 80 [08 <PIN FF-padded>]` (empty: 63Cx, 9000 once verified); `00 20 00
+//!   81` (PUK) 6A88.
+//! - RESET RETRY COUNTER `00 2C 00 80 10 <PUK ‖ new PIN, FF-padded to 8 each>` -> 9000 /
+//!   63Cx (wrong PUK: one PUK try less) / 6983 (PUK blocked) / 6700 (Lc != 16).
+//! - GET DATA `00 CB 3F FF 05 5C 03 5F C1 02 00` -> `53 3B <CHUID: 30 19 FASC-N, 34 10 GUID,
+//!   35 08 expiry, 3E 00, FE 00>` (yubico-piv-tool's template); other objects 6A82. PUT DATA
+//!   `00 DB 3F FF .. 5C <tag> 53 <object>` after 9B authentication stores an object; a
+//!   CHUID's GUID becomes the card id.
+//! - YubiKey extras (off with --no-metadata: 6D00): GET METADATA `00 F7 00 9B|80|81`, GET
+//!   VERSION `00 FD` (5.7.1), GET SERIAL `00 F8` (12345678).
+//!
+//! Crescendo (crescendo.rs):
+//! - SELECT of the ACA `A0 00 00 00 79 10 00` and of the PIV AID (5 bytes or more) -> 9000.
+//! - GET CHALLENGE `00 84 00 00 00` -> 8 bytes (3DES) or 16 (aes128) + 9000.
+//! - EXTERNAL AUTHENTICATE `00 82 00 01 Lc <ECB(K, C)>` -> 9000 / 6300 wrong / 6985 no
+//!   challenge / 6A88 P2 != 01 / 6983 blocked.
+//! - UNLOCK PIN `00 2C 02 00 08 <PIN FF-padded>` -> 9000 / 63CX not XAUTH-authenticated /
+//!   6A80 bad format / 6983 XAUTH blocked.
+//! - VERIFY `00 20 00 80` of the PIV instance's PIN (FF-padded; empty 63Cx).
 //!
 //! # Faults
 //! `--vanish-after N` (Nth command APDU, 1-based, control bytes not counted) and
@@ -53,7 +125,8 @@
 //! # State file (`--state FILE`)
 //! If FILE exists at start, the persistent fields are loaded from it (they override the
 //! command line; `--fresh-state` ignores the file): `admin_tries`, `admin_max`, `pin_tries`,
-//! `pin_max`, `pin_hex` (or `pin`), `admin_key`. So a re-inserted card (same FILE) keeps its
+//! `pin_max`, `pin_hex` (or `pin`), `admin_key` with `mgmt_alg`, `puk_tries`, `puk_max`,
+//! `puk_hex`, `card_id` (null: none) and `gids_initialised`. So a re-inserted card (same FILE) keeps its
 //! counters across process restarts. The file is rewritten atomically (tmp + rename) at start,
 //! after every connection, control event and command APDU (BEFORE the response is sent, so
 //! a host that has its answer can read the state), as pretty JSON, one top-level key per
@@ -69,6 +142,13 @@
 //!   "challenge": null,           // or the pending challenge as hex
 //!   "apdus": ["0084000008"],     // every command APDU this process received, lowercase hex
 //!   "responses": ["d61143f9ccffd2ca9000"],   // every response sent, lowercase hex
+//!   "family": "iso", "mgmt_alg": "3des",
+//!   "card_id": "00112233445566778899aabbccddeeff",   // or null
+//!   "puk_tries": 3, "puk_max": 3, "puk_hex": "3132333435363738",
+//!   "gids_initialised": true,
+//!   "admin_responses": 0,        // APDUs that carried an admin cryptogram: EXTERNAL
+//!                                // AUTHENTICATE with data; GENERAL AUTHENTICATE whose 7C
+//!                                // holds 82 (a response) or 80 with a value (PIV witness)
 //!   "ext_auth_with_data": 0,     // EXTERNAL AUTHENTICATE with data received
 //!   "rrc": 0,                    // RESET RETRY COUNTER received
 //!   "atr_requests": 1,           // control 04 received
@@ -92,10 +172,18 @@
 mod apdu;
 #[path = "vcard/card.rs"]
 mod card;
+#[path = "vcard/crescendo.rs"]
+mod crescendo;
+#[path = "vcard/crypto.rs"]
+mod crypto;
+#[path = "vcard/gids.rs"]
+mod gids;
 #[path = "vcard/link.rs"]
 mod link;
 #[path = "vcard/options.rs"]
 mod options;
+#[path = "vcard/piv.rs"]
+mod piv;
 #[path = "vcard/state_file.rs"]
 mod state_file;
 
@@ -306,8 +394,9 @@ fn run() -> i32 {
     };
     vcard.save();
     eprintln!(
-        "vcard: pid {} for vpcd at {}:{} (admin tries {}/{}, PIN tries {}/{})",
+        "vcard: pid {} ({} card) for vpcd at {}:{} (admin tries {}/{}, PIN tries {}/{})",
         std::process::id(),
+        opts.config.family.name(),
         opts.host,
         opts.port,
         vcard.card.persistent.admin_tries,

@@ -99,13 +99,76 @@ impl Response {
     }
 }
 
+/// One BER-TLV element: tag (1 or 2 bytes, as a number) and value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tlv<'a> {
+    pub tag: u16,
+    pub value: &'a [u8],
+}
+
+/// Parses a run of BER-TLV elements (tags of 1 or 2 bytes, lengths up to `82 xx xx`);
+/// None when the bytes are not exactly such a run.
+pub fn parse_tlvs(mut data: &[u8]) -> Option<Vec<Tlv<'_>>> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let (tag, rest) = match data {
+            [t, rest @ ..] if t & 0x1F != 0x1F => (u16::from(*t), rest),
+            [t1, t2, rest @ ..] => (u16::from_be_bytes([*t1, *t2]), rest),
+            _ => return None,
+        };
+        let (len, rest) = match rest {
+            [l, rest @ ..] if *l < 0x80 => (usize::from(*l), rest),
+            [0x81, l, rest @ ..] => (usize::from(*l), rest),
+            [0x82, hi, lo, rest @ ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), rest),
+            _ => return None,
+        };
+        if rest.len() < len {
+            return None;
+        }
+        out.push(Tlv {
+            tag,
+            value: &rest[..len],
+        });
+        data = &rest[len..];
+    }
+    Some(out)
+}
+
+/// The inside of a `7C` dynamic authentication template (GENERAL AUTHENTICATE data):
+/// None unless the data is exactly one `7C` element holding a run of TLVs.
+pub fn auth_template(data: &[u8]) -> Option<Vec<Tlv<'_>>> {
+    match parse_tlvs(data)?.as_slice() {
+        [Tlv { tag: 0x7C, value }] => parse_tlvs(value),
+        _ => None,
+    }
+}
+
+/// Encodes one TLV (tag given as its bytes; BER length).
+pub fn tlv(tag: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = tag.to_vec();
+    match value.len() {
+        n if n < 0x80 => out.push(n as u8),
+        n if n < 0x100 => out.extend_from_slice(&[0x81, n as u8]),
+        n => {
+            let n = u16::try_from(n).unwrap_or(u16::MAX);
+            out.push(0x82);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(value);
+    out
+}
+
 /// Status words the card uses.
 pub mod sw {
     pub const OK: u16 = 0x9000;
     pub const WRONG_LENGTH: u16 = 0x6700;
+    pub const WRONG_CRYPTOGRAM: u16 = 0x6300;
     pub const SECURITY_NOT_SATISFIED: u16 = 0x6982;
     pub const AUTH_BLOCKED: u16 = 0x6983;
+    pub const DATA_INVALID: u16 = 0x6984;
     pub const CONDITIONS_NOT_SATISFIED: u16 = 0x6985;
+    pub const COMMAND_NOT_ALLOWED: u16 = 0x6986;
     pub const INCORRECT_DATA: u16 = 0x6A80;
     pub const NOT_FOUND: u16 = 0x6A82;
     pub const INCORRECT_P1P2: u16 = 0x6A86;
@@ -169,6 +232,32 @@ mod tests {
             "0082000000000000",
         ] {
             assert_eq!(parse(bad), Err(Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tlvs() {
+        let d = hex::decode("7c0a8108d61143f9ccffd2ca").unwrap();
+        let t = auth_template(&d).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].tag, t[0].value.len()), (0x81, 8));
+        let d = hex::decode("7c028100").unwrap();
+        let t = auth_template(&d).unwrap();
+        assert_eq!((t[0].tag, t[0].value), (0x81, &[][..]));
+        let d = hex::decode("5c035fc102df2002aabb").unwrap();
+        let t = parse_tlvs(&d).unwrap();
+        assert_eq!((t[0].tag, t[0].value), (0x5C, &[0x5F, 0xC1, 0x02][..]));
+        // DF 20: a two-byte tag (the first byte ends in 1F).
+        assert_eq!((t[1].tag, t[1].value), (0xDF20, &[0xAA, 0xBB][..]));
+        let long = tlv(&[0x53], &[1; 200]);
+        assert_eq!(&long[..3], &[0x53, 0x81, 200]);
+        assert_eq!(parse_tlvs(&long).unwrap()[0].value.len(), 200);
+        assert_eq!(
+            tlv(&[0xDF, 0x20], &[9; 300])[..5],
+            [0xDF, 0x20, 0x82, 0x01, 0x2C]
+        );
+        for bad in ["7c", "7c0a81", "7c028100aa", "8182", "7c0281"] {
+            assert!(auth_template(&hex::decode(bad).unwrap()).is_none(), "{bad}");
         }
     }
 

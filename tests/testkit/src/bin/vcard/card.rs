@@ -1,49 +1,57 @@
-//! The card itself: a Microsoft Base CSP / ISO 7816 style state machine, driven with byte
-//! strings (no network here). See the top of vcard.rs for the behaviour.
+//! The card itself: a state machine driven with byte strings (no network here), with one
+//! personality per card family. This file holds what every family shares (the session, the
+//! persistent state, the logs, the single-use challenge, T=0) and the `iso` personality; the
+//! other families live in gids.rs, piv.rs and crescendo.rs. See the top of vcard.rs for the
+//! behaviour.
 
-use des::cipher::{BlockCipherEncrypt, KeyInit};
-use des::{TdesEde2, TdesEde3};
+use std::collections::BTreeMap;
 
-use super::apdu::{sw, Command, Response};
+use super::apdu::{auth_template, sw, Command, Response};
+pub use super::crypto::{AdminKey, MgmtAlg};
 
-const INS_VERIFY: u8 = 0x20;
-const INS_RESET_RETRY_COUNTER: u8 = 0x2C;
-const INS_EXTERNAL_AUTHENTICATE: u8 = 0x82;
-const INS_GET_CHALLENGE: u8 = 0x84;
-const INS_SELECT: u8 = 0xA4;
-const INS_GET_RESPONSE: u8 = 0xC0;
+pub const INS_VERIFY: u8 = 0x20;
+pub const INS_CHANGE_REFERENCE_DATA: u8 = 0x24;
+pub const INS_RESET_RETRY_COUNTER: u8 = 0x2C;
+pub const INS_EXTERNAL_AUTHENTICATE: u8 = 0x82;
+pub const INS_GET_CHALLENGE: u8 = 0x84;
+pub const INS_GENERAL_AUTHENTICATE: u8 = 0x87;
+pub const INS_SELECT: u8 = 0xA4;
+pub const INS_GET_RESPONSE: u8 = 0xC0;
 
 /// PIN reference (ISO "specific" PIN 80) for VERIFY and RESET RETRY COUNTER.
-const PIN_REF: u8 = 0x80;
+pub const PIN_REF: u8 = 0x80;
 
-/// The 3DES admin key: 16 bytes (2-key EDE) or 24 bytes (3-key EDE).
-#[derive(Clone, PartialEq, Eq)]
-pub struct AdminKey(Vec<u8>);
+/// The card family the card plays (`--family`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// The generic Base CSP dialect: GET CHALLENGE, EXTERNAL AUTHENTICATE, RESET RETRY COUNTER.
+    Iso,
+    /// GIDS (Windows' inbox minidriver, TPM virtual smart cards, GidsApplet).
+    Gids,
+    /// PIV with YubiKey's extensions.
+    Piv,
+    /// HID Crescendo (ACA XAUTH key).
+    Crescendo,
+}
 
-impl AdminKey {
-    pub fn new(bytes: Vec<u8>) -> Result<AdminKey, String> {
-        match bytes.len() {
-            16 | 24 => Ok(AdminKey(bytes)),
-            n => Err(format!("admin key must be 16 or 24 bytes, got {n}")),
+impl Family {
+    pub fn parse(s: &str) -> Result<Family, String> {
+        match s {
+            "iso" => Ok(Family::Iso),
+            "gids" => Ok(Family::Gids),
+            "piv" => Ok(Family::Piv),
+            "crescendo" => Ok(Family::Crescendo),
+            _ => Err(format!("unknown family {s:?} (iso, gids, piv, crescendo)")),
         }
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// 3DES-EDE-ECB of one 8-byte block: the expected EXTERNAL AUTHENTICATE cryptogram.
-    pub fn encrypt(&self, block: [u8; 8]) -> [u8; 8] {
-        let mut b = block.into();
-        match self.0.len() {
-            16 => TdesEde2::new_from_slice(&self.0)
-                .expect("16-byte key")
-                .encrypt_block(&mut b),
-            _ => TdesEde3::new_from_slice(&self.0)
-                .expect("24-byte key")
-                .encrypt_block(&mut b),
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Iso => "iso",
+            Family::Gids => "gids",
+            Family::Piv => "piv",
+            Family::Crescendo => "crescendo",
         }
-        b.into()
     }
 }
 
@@ -97,12 +105,35 @@ pub fn has_data(apdu: &[u8]) -> bool {
     }
 }
 
+/// Whether a command APDU carries an admin cryptogram (the `admin_responses` counter):
+/// EXTERNAL AUTHENTICATE with data, or GENERAL AUTHENTICATE whose `7C` template holds a
+/// response (`82`, external and GIDS mutual) or the host's decrypted PIV witness (`80` with
+/// a value).
+pub fn carries_admin_response(apdu: &[u8]) -> bool {
+    match apdu.get(1) {
+        Some(&INS_EXTERNAL_AUTHENTICATE) => has_data(apdu),
+        Some(&INS_GENERAL_AUTHENTICATE) => Command::parse(apdu)
+            .ok()
+            .and_then(|cmd| {
+                auth_template(&cmd.data).map(|items| {
+                    items
+                        .iter()
+                        .any(|t| t.tag == 0x82 || (t.tag == 0x80 && !t.value.is_empty()))
+                })
+            })
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
 /// Card behaviour fixed for the life of the process (from the command line).
 #[derive(Clone)]
 pub struct Config {
+    pub family: Family,
     pub key_ref: u8,
     pub aid: Option<Vec<u8>>,
-    pub fixed_challenge: Option<[u8; 8]>,
+    /// Fixed challenge (8 bytes, or 16 for an AES key) instead of random ones.
+    pub fixed_challenge: Option<Vec<u8>>,
     /// Play T=0: data comes back only through `61xx` + GET RESPONSE.
     pub t0: bool,
     /// Largest piece announced in a `61xx` (1..=256).
@@ -116,11 +147,16 @@ pub struct Config {
     pub respond_ins: Vec<(InsMatch, Vec<u8>)>,
     /// Keep every APDU and response in the log (off: only the counters; for long runs).
     pub log_apdus: bool,
+    /// PIV: what a wrong 9B response gets (YubiKey 6982; other cards 6A80).
+    pub wrong_response_sw: u16,
+    /// PIV: YubiKey's GET METADATA, GET VERSION and GET SERIAL (off: 6D00, a plain PIV card).
+    pub metadata: bool,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
+            family: Family::Iso,
             key_ref: 0x00,
             aid: None,
             fixed_challenge: None,
@@ -132,6 +168,8 @@ impl Default for Config {
             pin_max_len: 16,
             respond_ins: Vec::new(),
             log_apdus: true,
+            wrong_response_sw: sw::SECURITY_NOT_SATISFIED,
+            metadata: true,
         }
     }
 }
@@ -145,6 +183,46 @@ pub struct Persistent {
     pub pin: Vec<u8>,
     pub pin_tries: u32,
     pub pin_max: u32,
+    /// GIDS `cardid` / PIV CHUID GUID (None: the card has none).
+    pub card_id: Option<[u8; 16]>,
+    /// PIV PUK (unpadded) and its counter.
+    pub puk: Vec<u8>,
+    pub puk_tries: u32,
+    pub puk_max: u32,
+    /// GIDS: the file system exists (false: a new card waiting for `gids-tool --initialize`).
+    pub gids_initialised: bool,
+}
+
+impl Default for Persistent {
+    fn default() -> Persistent {
+        Persistent {
+            admin_key: AdminKey::new(vec![0; 24]).expect("24-byte 3DES key"),
+            admin_tries: 5,
+            admin_max: 5,
+            pin: b"12345678".to_vec(),
+            pin_tries: 3,
+            pin_max: 3,
+            card_id: Some(DEFAULT_CARD_ID),
+            puk: b"12345678".to_vec(),
+            puk_tries: 3,
+            puk_max: 3,
+            gids_initialised: true,
+        }
+    }
+}
+
+/// `--card-id`'s default.
+pub const DEFAULT_CARD_ID: [u8; 16] = [
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF,
+];
+
+/// A pending step of a two-step mutual scheme (single-use like the challenge).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutual {
+    /// GIDS: the host's R1 and the card's R2 (16 bytes each).
+    Gids { r1: Vec<u8>, r2: Vec<u8> },
+    /// PIV: the witness the card encrypted; the host must send it back decrypted.
+    PivWitness(Vec<u8>),
 }
 
 /// Security state; cleared by power off, reset and card removal.
@@ -152,7 +230,12 @@ pub struct Persistent {
 pub struct Session {
     pub admin_authenticated: bool,
     pub pin_verified: bool,
-    pub challenge: Option<[u8; 8]>,
+    pub challenge: Option<Vec<u8>>,
+    pub mutual: Option<Mutual>,
+    /// GIDS: P1 of the last MANAGE SECURITY ENVIRONMENT (81 external, C1 mutual).
+    pub mse: Option<u8>,
+    /// GIDS: the file selected by id (SELECT 00 0C 3FFF during initialisation).
+    pub selected_fid: Option<u16>,
     /// T=0: response bytes (data || SW) still to be fetched with GET RESPONSE.
     pub pending: Option<Vec<u8>>,
 }
@@ -165,6 +248,8 @@ pub struct Log {
     pub responses: Vec<Vec<u8>>,
     pub ext_auth_with_data: u64,
     pub rrc: u64,
+    /// APDUs that carried an admin cryptogram (see [`carries_admin_response`]).
+    pub admin_responses: u64,
     pub atr_requests: u64,
     pub power_ons: u64,
     pub resets: u64,
@@ -178,16 +263,25 @@ pub struct Card {
     pub persistent: Persistent,
     pub session: Session,
     pub log: Log,
+    /// Data objects: GIDS keyed by file id || DO tag (4 bytes), PIV by object tag (3 bytes).
+    /// Rebuilt from `persistent` at start; PUT DATA changes them.
+    pub objects: BTreeMap<Vec<u8>, Vec<u8>>,
     sw6c_sent: bool,
 }
 
 impl Card {
     pub fn new(config: Config, persistent: Persistent) -> Card {
+        let objects = match config.family {
+            Family::Gids => super::gids::initial_objects(&persistent),
+            Family::Piv => super::piv::initial_objects(&persistent),
+            _ => BTreeMap::new(),
+        };
         Card {
             config,
             persistent,
             session: Session::default(),
             log: Log::default(),
+            objects,
             sw6c_sent: false,
         }
     }
@@ -224,6 +318,9 @@ impl Card {
             Some(&INS_RESET_RETRY_COUNTER) => self.log.rrc += 1,
             _ => {}
         }
+        if carries_admin_response(apdu) {
+            self.log.admin_responses += 1;
+        }
     }
 
     /// Logs a response that is sent back.
@@ -256,6 +353,7 @@ impl Card {
             Ok(cmd) => cmd,
             Err(_) => {
                 self.session.challenge = None;
+                self.session.mutual = None;
                 self.session.pending = None;
                 return Response::sw(sw::WRONG_LENGTH).to_bytes();
             }
@@ -267,19 +365,71 @@ impl Card {
         self.session.pending = None;
         // Single-use challenge: whatever comes now consumes it.
         let challenge = self.session.challenge.take();
+        let mutual = self.session.mutual.take();
         let response = if cmd.cla != 0x00 {
             Response::sw(sw::CLA_NOT_SUPPORTED)
         } else {
-            match cmd.ins {
-                INS_GET_CHALLENGE => self.get_challenge(&cmd),
-                INS_EXTERNAL_AUTHENTICATE => self.external_authenticate(&cmd, challenge),
-                INS_RESET_RETRY_COUNTER => self.reset_retry_counter(&cmd),
-                INS_VERIFY => self.verify(&cmd),
-                INS_SELECT => self.select(&cmd),
-                _ => Response::sw(sw::INS_NOT_SUPPORTED),
+            match self.config.family {
+                Family::Iso => self.iso(&cmd, challenge),
+                Family::Gids => self.gids(&cmd, challenge, mutual),
+                Family::Piv => self.piv(&cmd, challenge, mutual),
+                Family::Crescendo => self.crescendo(&cmd, challenge),
             }
         };
         self.t0_wrap(response)
+    }
+
+    /// A new challenge of `len` bytes (the fixed one if given), remembered as pending.
+    pub fn new_challenge(&mut self, len: usize) -> Vec<u8> {
+        let challenge = match &self.config.fixed_challenge {
+            Some(fixed) if fixed.len() == len => fixed.clone(),
+            _ => random_bytes(len),
+        };
+        self.session.challenge = Some(challenge.clone());
+        challenge
+    }
+
+    /// Checks a single-step response against the consumed challenge and keeps the admin
+    /// retry counter (wrong: one try less; right: back to max, admin authenticated).
+    /// `Err(sw)` for no challenge (6985) or a blocked key (6983); `Ok(right)` otherwise.
+    pub fn check_admin_response(
+        &mut self,
+        challenge: Option<Vec<u8>>,
+        response: &[u8],
+    ) -> Result<bool, u16> {
+        if self.persistent.admin_tries == 0 {
+            return Err(sw::AUTH_BLOCKED);
+        }
+        let Some(challenge) = challenge else {
+            return Err(sw::CONDITIONS_NOT_SATISFIED);
+        };
+        let expected = self.persistent.admin_key.encrypt(&challenge);
+        let right = expected.is_some_and(|e| constant_time_eq(&e, response));
+        self.admin_outcome(right);
+        Ok(right)
+    }
+
+    /// Applies the outcome of an admin authentication attempt to the counter and session.
+    pub fn admin_outcome(&mut self, right: bool) {
+        let p = &mut self.persistent;
+        self.session.admin_authenticated = right;
+        if right {
+            p.admin_tries = p.admin_max;
+        } else {
+            p.admin_tries = p.admin_tries.saturating_sub(1);
+        }
+    }
+
+    /// The `iso` personality (the generic Base CSP dialect).
+    fn iso(&mut self, cmd: &Command, challenge: Option<Vec<u8>>) -> Response {
+        match cmd.ins {
+            INS_GET_CHALLENGE => self.get_challenge(cmd),
+            INS_EXTERNAL_AUTHENTICATE => self.external_authenticate(cmd, challenge),
+            INS_RESET_RETRY_COUNTER => self.reset_retry_counter(cmd),
+            INS_VERIFY => self.verify(cmd),
+            INS_SELECT => self.select(cmd),
+            _ => Response::sw(sw::INS_NOT_SUPPORTED),
+        }
     }
 
     fn get_challenge(&mut self, cmd: &Command) -> Response {
@@ -297,15 +447,10 @@ impl Card {
             Some(8) | Some(256) => {}
             _ => return Response::sw(sw::wrong_le(8)),
         }
-        let challenge = self
-            .config
-            .fixed_challenge
-            .unwrap_or_else(rand::random::<[u8; 8]>);
-        self.session.challenge = Some(challenge);
-        Response::ok(challenge.to_vec())
+        Response::ok(self.new_challenge(8))
     }
 
-    fn external_authenticate(&mut self, cmd: &Command, challenge: Option<[u8; 8]>) -> Response {
+    fn external_authenticate(&mut self, cmd: &Command, challenge: Option<Vec<u8>>) -> Response {
         let p = &mut self.persistent;
         if cmd.data.is_empty() {
             // The admin tries query; changes nothing.
@@ -320,25 +465,19 @@ impl Card {
         if p.admin_tries == 0 {
             return Response::sw(sw::AUTH_BLOCKED);
         }
-        let Some(challenge) = challenge else {
+        if challenge.is_none() {
             return Response::sw(sw::CONDITIONS_NOT_SATISFIED);
-        };
+        }
         if cmd.data.len() != 8 {
             return Response::sw(sw::WRONG_LENGTH);
         }
         if cmd.p2 != self.config.key_ref {
             return Response::sw(sw::REF_DATA_NOT_FOUND);
         }
-        // A new authentication attempt drops the previous admin state.
-        self.session.admin_authenticated = false;
-        let expected = p.admin_key.encrypt(challenge);
-        if constant_time_eq(&expected, &cmd.data) {
-            p.admin_tries = p.admin_max;
-            self.session.admin_authenticated = true;
-            Response::sw(sw::OK)
-        } else {
-            p.admin_tries = p.admin_tries.saturating_sub(1);
-            Response::sw(tries_sw(p.admin_tries))
+        match self.check_admin_response(challenge, &cmd.data) {
+            Err(sw) => Response::sw(sw),
+            Ok(true) => Response::sw(sw::OK),
+            Ok(false) => Response::sw(tries_sw(self.persistent.admin_tries)),
         }
     }
 
@@ -355,12 +494,42 @@ impl Card {
         if !(self.config.pin_min..=self.config.pin_max_len).contains(&cmd.data.len()) {
             return Response::sw(sw::INCORRECT_DATA);
         }
+        self.set_pin(cmd.data.clone());
+        Response::sw(sw::OK)
+    }
+
+    /// A new PIN: tries back to max, every authentication of the session dropped.
+    pub fn set_pin(&mut self, pin: Vec<u8>) {
         let p = &mut self.persistent;
-        p.pin = cmd.data.clone();
+        p.pin = pin;
         p.pin_tries = p.pin_max;
         self.session.admin_authenticated = false;
         self.session.pin_verified = false;
-        Response::sw(sw::OK)
+    }
+
+    /// VERIFY of the PIN given as the card stores it (`pin`: None for an empty VERIFY).
+    pub fn verify_pin(&mut self, pin: Option<&[u8]>) -> Response {
+        let p = &mut self.persistent;
+        if p.pin_tries == 0 {
+            return Response::sw(sw::AUTH_BLOCKED);
+        }
+        if pin.is_none() && !self.config.verify_empty_counts {
+            return if self.session.pin_verified {
+                Response::sw(sw::OK)
+            } else {
+                Response::sw(sw::tries_left(p.pin_tries))
+            };
+        }
+        // An empty VERIFY with --verify-empty-counts never matches (PINs are >= 1 byte).
+        if pin.is_some_and(|pin| !pin.is_empty() && constant_time_eq(&p.pin, pin)) {
+            p.pin_tries = p.pin_max;
+            self.session.pin_verified = true;
+            Response::sw(sw::OK)
+        } else {
+            p.pin_tries = p.pin_tries.saturating_sub(1);
+            self.session.pin_verified = false;
+            Response::sw(tries_sw(p.pin_tries))
+        }
     }
 
     fn verify(&mut self, cmd: &Command) -> Response {
@@ -370,27 +539,8 @@ impl Card {
         if cmd.p2 != PIN_REF {
             return Response::sw(sw::REF_DATA_NOT_FOUND);
         }
-        let p = &mut self.persistent;
-        if p.pin_tries == 0 {
-            return Response::sw(sw::AUTH_BLOCKED);
-        }
-        if cmd.data.is_empty() && !self.config.verify_empty_counts {
-            return if self.session.pin_verified {
-                Response::sw(sw::OK)
-            } else {
-                Response::sw(sw::tries_left(p.pin_tries))
-            };
-        }
-        // An empty VERIFY with --verify-empty-counts never matches (PINs are >= 1 byte).
-        if !cmd.data.is_empty() && constant_time_eq(&p.pin, &cmd.data) {
-            p.pin_tries = p.pin_max;
-            self.session.pin_verified = true;
-            Response::sw(sw::OK)
-        } else {
-            p.pin_tries = p.pin_tries.saturating_sub(1);
-            self.session.pin_verified = false;
-            Response::sw(tries_sw(p.pin_tries))
-        }
+        let pin = (!cmd.data.is_empty()).then_some(cmd.data.as_slice());
+        self.verify_pin(pin)
     }
 
     fn select(&mut self, cmd: &Command) -> Response {
@@ -436,7 +586,8 @@ impl Card {
     }
 }
 
-fn tries_sw(tries: u32) -> u16 {
+/// `63Cx`, or `6983` at zero tries.
+pub fn tries_sw(tries: u32) -> u16 {
     if tries == 0 {
         sw::AUTH_BLOCKED
     } else {
@@ -444,8 +595,22 @@ fn tries_sw(tries: u32) -> u16 {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|_| rand::random::<u8>()).collect()
+}
+
+/// A PIN or PUK as PIV and Crescendo send it: 8 bytes, `FF`-padded. None when it is not
+/// that (wrong length, empty, or FF in the middle).
+pub fn unpad_ff(padded: &[u8]) -> Option<&[u8]> {
+    if padded.len() != 8 {
+        return None;
+    }
+    let end = padded.iter().position(|&b| b == 0xFF).unwrap_or(8);
+    (end > 0 && padded[end..].iter().all(|&b| b == 0xFF)).then_some(&padded[..end])
 }
 
 #[cfg(test)]
@@ -464,18 +629,14 @@ mod tests {
             config,
             Persistent {
                 admin_key: AdminKey::new(ZERO_KEY.to_vec()).unwrap(),
-                admin_tries: 5,
-                admin_max: 5,
-                pin: b"12345678".to_vec(),
-                pin_tries: 3,
-                pin_max: 3,
+                ..Persistent::default()
             },
         )
     }
 
     fn card() -> Card {
         card_with(Config {
-            fixed_challenge: Some(h(CHALLENGE).try_into().unwrap()),
+            fixed_challenge: Some(h(CHALLENGE)),
             ..Config::default()
         })
     }
@@ -488,22 +649,6 @@ mod tests {
     fn authenticate(card: &mut Card) {
         assert_eq!(tx(card, "00 84 00 00 08"), format!("{CHALLENGE}9000"));
         assert_eq!(tx(card, "00 82 00 00 08 17466e766e303cb6"), "9000");
-    }
-
-    #[test]
-    fn golden_vector_zero_key() {
-        let key = AdminKey::new(ZERO_KEY.to_vec()).unwrap();
-        let cryptogram = key.encrypt(h(CHALLENGE).try_into().unwrap());
-        assert_eq!(hex::encode(cryptogram), "17466e766e303cb6");
-        // A 16-byte key K1||K2 is the 24-byte key K1||K2||K1.
-        let k16 = h("0123456789abcdeffedcba9876543210");
-        let k24 = [&k16[..], &k16[..8]].concat();
-        let block = [1, 2, 3, 4, 5, 6, 7, 8];
-        assert_eq!(
-            AdminKey::new(k16).unwrap().encrypt(block),
-            AdminKey::new(k24).unwrap().encrypt(block)
-        );
-        assert!(AdminKey::new(vec![0; 8]).is_err());
     }
 
     #[test]
@@ -662,7 +807,7 @@ mod tests {
         let mut c = card_with(Config {
             t0: true,
             t0_chunk: 3,
-            fixed_challenge: Some(h(CHALLENGE).try_into().unwrap()),
+            fixed_challenge: Some(h(CHALLENGE)),
             ..Config::default()
         });
         assert_eq!(tx(&mut c, "00 84 00 00 08"), "6103");
@@ -693,7 +838,7 @@ mod tests {
     fn sw6c_first_challenge() {
         let mut c = card_with(Config {
             sw6c: true,
-            fixed_challenge: Some([7; 8]),
+            fixed_challenge: Some(vec![7; 8]),
             ..Config::default()
         });
         assert_eq!(tx(&mut c, "00 84 00 00 00"), "6c08");
@@ -749,7 +894,7 @@ mod tests {
     fn key_ref() {
         let mut c = card_with(Config {
             key_ref: 0x80,
-            fixed_challenge: Some(h(CHALLENGE).try_into().unwrap()),
+            fixed_challenge: Some(h(CHALLENGE)),
             ..Config::default()
         });
         assert_eq!(tx(&mut c, "00 82 00 80"), "63c5");
@@ -766,23 +911,69 @@ mod tests {
             t0_chunk: 1,
             ..Config::default()
         });
+        junk(&mut c, &[0x20, 0x2C, 0x82, 0x84, 0xA4, 0xC0], 20_000);
+    }
+
+    /// Every family, including a GIDS card still waiting for initialisation and AES keys,
+    /// fed random APDUs around the INS it knows and `7C` templates of every shape.
+    #[test]
+    fn no_family_panics_on_junk() {
+        let ins = [
+            0x20, 0x22, 0x24, 0x2C, 0x44, 0x82, 0x84, 0x87, 0xA4, 0xC0, 0xCB, 0xDB, 0xE0, 0xF7,
+            0xF8, 0xFD,
+        ];
+        for family in [Family::Gids, Family::Piv, Family::Crescendo] {
+            for (alg, key_len, initialised) in [
+                (MgmtAlg::Tdes, 24, true),
+                (MgmtAlg::Tdes, 16, false),
+                (MgmtAlg::Aes128, 16, true),
+                (MgmtAlg::Aes256, 32, true),
+            ] {
+                let mut c = Card::new(
+                    Config {
+                        family,
+                        ..Config::default()
+                    },
+                    Persistent {
+                        admin_key: AdminKey::with_alg(alg, vec![0; key_len]).unwrap(),
+                        gids_initialised: initialised,
+                        admin_tries: 200,
+                        admin_max: 200,
+                        ..Persistent::default()
+                    },
+                );
+                junk(&mut c, &ins, 5_000);
+            }
+        }
+    }
+
+    fn junk(c: &mut Card, ins: &[u8], rounds: usize) {
         let mut seed = 0x1234_5678_u32;
-        for _ in 0..20_000 {
+        for round in 0..rounds {
             seed ^= seed << 13;
             seed ^= seed >> 17;
             seed ^= seed << 5;
-            let len = (seed % 12) as usize;
-            let bytes: Vec<u8> = (0..len)
+            let len = (seed % 48) as usize;
+            let mut bytes: Vec<u8> = (0..len)
                 .map(|i| {
-                    let b = (seed >> (i % 4 * 8)) as u8;
+                    let b = (seed.rotate_left(i as u32 * 7)) as u8;
                     // Mostly CLA 00 and INS the card knows, so the paths get exercised.
                     match i {
                         0 => b & 0x01,
-                        1 => [0x20, 0x2C, 0x82, 0x84, 0xA4, 0xC0][usize::from(b) % 6],
+                        1 => ins[usize::from(b) % ins.len()],
                         _ => b,
                     }
                 })
                 .collect();
+            // Every other APDU: a well-formed Lc around a 7C template of random inside.
+            if round % 2 == 0 && bytes.len() > 8 {
+                let inner = bytes.len() - 7;
+                bytes[4] = (bytes.len() - 5) as u8;
+                bytes[5] = 0x7C;
+                bytes[6] = (inner) as u8;
+                bytes[7] = [0x80, 0x81, 0x82][usize::from(bytes[7]) % 3];
+                bytes[8] = [0, 8, 16, 40][usize::from(bytes[8]) % 4].min(inner - 2) as u8;
+            }
             let r = c.transmit(&bytes);
             assert!(r.len() >= 2);
         }

@@ -3,14 +3,30 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::card::{AdminKey, Config, InsMatch, Persistent};
+use super::card::{AdminKey, Config, Family, InsMatch, MgmtAlg, Persistent, DEFAULT_CARD_ID};
 
 /// T=1, historical bytes 80 | 55 "vcard" (category 80, compact-TLV tag 5 = issuer data), TCK.
 pub const DEFAULT_ATR: &str = "3B 87 01 80 55 76 63 61 72 64 31";
+/// The Microsoft TPM virtual smart card (GIDS): no other OpenSC driver claims it.
+pub const GIDS_ATR: &str = "3B 8D 01 80 FB A0 00 00 03 97 42 54 46 59 04 01 CF";
+/// A YubiKey 5 (CCID interface): "Yubikey" in the historical bytes.
+pub const PIV_ATR: &str = "3B FD 13 00 00 81 31 FE 15 80 73 C0 21 C0 57 59 75 62 69 4B 65 79 40";
+/// HID Crescendo C2300 ("C2300" in the historical bytes).
+pub const CRESCENDO_ATR: &str = "3B D5 96 FF 81 91 FE 1F C3 43 32 33 30 30 CC";
+
+/// The ATR a family's card has when --atr is not given.
+pub fn default_atr(family: Family) -> &'static str {
+    match family {
+        Family::Iso => DEFAULT_ATR,
+        Family::Gids => GIDS_ATR,
+        Family::Piv => PIV_ATR,
+        Family::Crescendo => CRESCENDO_ATR,
+    }
+}
 
 pub const USAGE: &str = "\
 usage: scunblock-vcard [OPTIONS]
-A virtual Microsoft Base CSP style smart card for vpcd (vsmartcard).
+A virtual smart card for vpcd (vsmartcard): Base CSP style (iso), GIDS, PIV or Crescendo.
 
 connection:
   --host HOST             vpcd host (default 127.0.0.1)
@@ -19,16 +35,33 @@ connection:
   --reconnect             when vpcd closes the connection, reconnect (forever, every 100 ms)
                           instead of exiting
 card:
-  --atr HEX               (default 3B 87 01 80 55 76 63 61 72 64 31)
-  --admin-key HEX         16 or 24 bytes 3DES key (default 24 zero bytes)
-  --key-ref HEX           EXTERNAL AUTHENTICATE P2 (default 00)
+  --family NAME           iso (default: the generic Base CSP dialect), gids, piv or crescendo
+                          (the card families of issue 12; see vcard.rs)
+  --atr HEX               (default per family: iso 3B 87 01 80 55 76 63 61 72 64 31,
+                          gids the TPM virtual smart card's, piv a YubiKey 5's,
+                          crescendo a C2300's)
+  --admin-key HEX         the admin key (PIV: 9B management key; crescendo: XAUTH key):
+                          3DES 16 or 24 bytes, AES 16/24/32 (default all zero, 24 bytes,
+                          AES-128 16, AES-256 32)
+  --mgmt-alg ALG          3des (default), aes128, aes192, aes256 (piv); 3des, aes128
+                          (crescendo)
+  --card-id HEX           16 bytes: GIDS cardid, PIV CHUID GUID
+                          (default 00112233445566778899AABBCCDDEEFF)
+  --no-card-id            GIDS: no cardid object; PIV: no CHUID
+  --gids-uninitialised    GIDS: a new card without file system or admin key, for
+                          gids-tool --initialize
+  --puk ASCII             PIV PUK (default 12345678)
+  --puk-tries N           (default: --puk-max)     --puk-max N (default 3)
+  --no-metadata           PIV: not a YubiKey (GET METADATA, VERSION, SERIAL answer 6D00)
+  --wrong-response-sw HEX PIV: the status word of a wrong 9B response (default 6982)
+  --key-ref HEX           iso: EXTERNAL AUTHENTICATE P2 (default 00)
   --admin-tries N         (default: --admin-max)   --admin-max N (default 5)
   --pin ASCII             (default 12345678)
   --pin-tries N           (default: --pin-max)     --pin-max N   (default 3)
   --pin-min N             shortest PIN RESET RETRY COUNTER accepts (default 4)
   --pin-max-len N         longest PIN RESET RETRY COUNTER accepts (default 16)
-  --aid HEX               SELECT by this AID answers 9000 (otherwise 6A82)
-  --challenge HEX         fixed 8-byte challenge instead of random ones
+  --aid HEX               iso: SELECT by this AID answers 9000 (otherwise 6A82)
+  --challenge HEX         fixed challenge instead of random ones (8 bytes; AES keys 16)
   --t0                    T=0: data only via 61xx + GET RESPONSE
   --t0-chunk N            announce at most N bytes per 61xx (1..256, default 256)
   --sw6c                  answer the first GET CHALLENGE with 6C08
@@ -116,9 +149,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     let mut port = 35963u16;
     let mut connect_timeout = 10.0f64;
     let mut reconnect = false;
-    let mut atr = parse_hex(DEFAULT_ATR)?;
+    let mut atr = None;
     let mut config = Config::default();
-    let mut admin_key = vec![0u8; 24];
+    let mut admin_key = None;
+    let mut mgmt_alg = MgmtAlg::Tdes;
+    let mut card_id = Some(DEFAULT_CARD_ID);
+    let mut gids_initialised = true;
+    let mut puk = b"12345678".to_vec();
+    let (mut puk_tries, mut puk_max) = (None, 3u32);
     let mut pin = b"12345678".to_vec();
     let (mut pin_tries, mut pin_max) = (None, 3u32);
     let (mut admin_tries, mut admin_max) = (None, 5u32);
@@ -151,8 +189,30 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--port" => port = parse_num(&name, &value()?)?,
             "--connect-timeout" => connect_timeout = parse_num(&name, &value()?)?,
             "--reconnect" => reconnect = true,
-            "--atr" => atr = parse_hex(&value()?)?,
-            "--admin-key" => admin_key = parse_hex(&value()?)?,
+            "--family" => config.family = Family::parse(&value()?)?,
+            "--atr" => atr = Some(parse_hex(&value()?)?),
+            "--admin-key" => admin_key = Some(parse_hex(&value()?)?),
+            "--mgmt-alg" => mgmt_alg = MgmtAlg::parse(&value()?)?,
+            "--card-id" => {
+                let id = parse_hex(&value()?)?;
+                card_id = Some(
+                    id.try_into()
+                        .map_err(|_| "--card-id must be 16 bytes".to_string())?,
+                );
+            }
+            "--no-card-id" => card_id = None,
+            "--gids-uninitialised" => gids_initialised = false,
+            "--puk" => puk = value()?.into_bytes(),
+            "--puk-tries" => puk_tries = Some(parse_num(&name, &value()?)?),
+            "--puk-max" => puk_max = parse_num(&name, &value()?)?,
+            "--no-metadata" => config.metadata = false,
+            "--wrong-response-sw" => {
+                let v = parse_hex(&value()?)?;
+                config.wrong_response_sw = match v.as_slice() {
+                    [a, b] => u16::from_be_bytes([*a, *b]),
+                    _ => return Err("--wrong-response-sw must be 2 bytes".into()),
+                };
+            }
             "--key-ref" => config.key_ref = parse_byte(&value()?)?,
             "--admin-tries" => admin_tries = Some(parse_num(&name, &value()?)?),
             "--admin-max" => admin_max = parse_num(&name, &value()?)?,
@@ -162,13 +222,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--pin-min" => config.pin_min = parse_num(&name, &value()?)?,
             "--pin-max-len" => config.pin_max_len = parse_num(&name, &value()?)?,
             "--aid" => config.aid = Some(parse_hex(&value()?)?),
-            "--challenge" => {
-                let c = parse_hex(&value()?)?;
-                config.fixed_challenge = Some(
-                    c.try_into()
-                        .map_err(|_| "--challenge must be 8 bytes".to_string())?,
-                );
-            }
+            "--challenge" => config.fixed_challenge = Some(parse_hex(&value()?)?),
             "--t0" => config.t0 = true,
             "--t0-chunk" => {
                 config.t0 = true;
@@ -205,6 +259,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         }
     }
 
+    let family = config.family;
+    let atr = match atr {
+        Some(atr) => atr,
+        None => parse_hex(default_atr(family))?,
+    };
     if !(1..=33).contains(&atr.len()) {
         return Err(format!("--atr must be 1..33 bytes, got {}", atr.len()));
     }
@@ -224,6 +283,34 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     if pin_tries > pin_max {
         return Err(format!("--pin-tries {pin_tries} > --pin-max {pin_max}"));
     }
+    let puk_tries = puk_tries.unwrap_or(puk_max);
+    if puk_tries > puk_max {
+        return Err(format!("--puk-tries {puk_tries} > --puk-max {puk_max}"));
+    }
+    let alg_fits = match family {
+        Family::Piv => true,
+        Family::Crescendo => super::crescendo::alg_supported(mgmt_alg),
+        Family::Iso | Family::Gids => mgmt_alg == MgmtAlg::Tdes,
+    };
+    if !alg_fits {
+        return Err(format!(
+            "--mgmt-alg {} does not fit --family {}",
+            mgmt_alg.name(),
+            family.name()
+        ));
+    }
+    let admin_key = admin_key.unwrap_or_else(|| vec![0; mgmt_alg.zero_key_len()]);
+    let admin_key =
+        AdminKey::with_alg(mgmt_alg, admin_key).map_err(|e| format!("--admin-key: {e}"))?;
+    if let Some(c) = &config.fixed_challenge {
+        if c.len() != mgmt_alg.block_len() {
+            return Err(format!(
+                "--challenge must be {} bytes for a {} key",
+                mgmt_alg.block_len(),
+                mgmt_alg.name()
+            ));
+        }
+    }
     if connect_timeout.is_nan() || connect_timeout < 0.0 {
         return Err("--connect-timeout must be >= 0".into());
     }
@@ -235,12 +322,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         atr,
         config,
         persistent: Persistent {
-            admin_key: AdminKey::new(admin_key).map_err(|e| format!("--admin-key: {e}"))?,
+            admin_key,
             admin_tries,
             admin_max,
             pin,
             pin_tries,
             pin_max,
+            card_id,
+            puk,
+            puk_tries,
+            puk_max,
+            gids_initialised,
         },
         vanish_after,
         vanish_on_ins,
@@ -348,6 +440,71 @@ mod tests {
     }
 
     #[test]
+    fn families() {
+        let o = run(&[]).unwrap();
+        assert_eq!(o.config.family, Family::Iso);
+        assert_eq!(o.atr, parse_hex(DEFAULT_ATR).unwrap());
+        for (family, atr) in [
+            ("gids", GIDS_ATR),
+            ("piv", PIV_ATR),
+            ("crescendo", CRESCENDO_ATR),
+        ] {
+            let o = run(&["--family", family]).unwrap();
+            assert_eq!(o.atr, parse_hex(atr).unwrap(), "{family}");
+            // Every default ATR has a valid TCK (T=1 offered: T0..TCK XOR to zero).
+            assert_eq!(o.atr[1..].iter().fold(0, |a, b| a ^ b), 0, "{family}");
+            assert_eq!(o.persistent.card_id, Some(DEFAULT_CARD_ID));
+        }
+        let o = run(&[
+            "--family=piv",
+            "--mgmt-alg",
+            "aes192",
+            "--admin-key",
+            "000102030405060708090a0b0c0d0e0f1011121314151617",
+            "--challenge",
+            "000102030405060708090a0b0c0d0e0f",
+            "--puk",
+            "87654321",
+            "--puk-max",
+            "5",
+            "--puk-tries=2",
+            "--no-card-id",
+            "--no-metadata",
+            "--wrong-response-sw",
+            "6A80",
+            "--atr",
+            "3B 80 80 01 01",
+        ])
+        .unwrap();
+        assert_eq!(o.persistent.admin_key.alg(), MgmtAlg::Aes192);
+        assert_eq!(o.config.fixed_challenge.as_ref().map(Vec::len), Some(16));
+        assert_eq!(
+            (
+                o.persistent.puk.as_slice(),
+                o.persistent.puk_tries,
+                o.persistent.puk_max
+            ),
+            (&b"87654321"[..], 2, 5)
+        );
+        assert_eq!(o.persistent.card_id, None);
+        assert!(!o.config.metadata);
+        assert_eq!(o.config.wrong_response_sw, 0x6A80);
+        assert_eq!(o.atr, vec![0x3B, 0x80, 0x80, 0x01, 0x01]);
+        let o = run(&["--family", "crescendo", "--mgmt-alg", "aes128"]).unwrap();
+        assert_eq!(o.persistent.admin_key.bytes(), &[0; 16]);
+        let o = run(&[
+            "--family",
+            "gids",
+            "--gids-uninitialised",
+            "--card-id",
+            "ff".repeat(16).as_str(),
+        ])
+        .unwrap();
+        assert!(!o.persistent.gids_initialised);
+        assert_eq!(o.persistent.card_id, Some([0xFF; 16]));
+    }
+
+    #[test]
     fn bad_options() {
         for bad in [
             &["--admin-key", "0011"][..],
@@ -362,6 +519,29 @@ mod tests {
             &["--delay-ins", "84"],
             &["--delay-ins", "84=soon"],
             &["--vanish-after-ins", "+data"],
+            &["--family", "idprime"],
+            &["--mgmt-alg", "aes128"],
+            &["--family", "gids", "--mgmt-alg", "aes128"],
+            &["--family", "crescendo", "--mgmt-alg", "aes192"],
+            &[
+                "--family",
+                "piv",
+                "--mgmt-alg",
+                "aes256",
+                "--admin-key",
+                "00".repeat(24).as_str(),
+            ],
+            &[
+                "--family",
+                "piv",
+                "--mgmt-alg",
+                "aes128",
+                "--challenge",
+                "0102030405060708",
+            ],
+            &["--card-id", "0011"],
+            &["--puk-tries", "4"],
+            &["--wrong-response-sw", "69"],
         ] {
             assert!(run(bad).is_err(), "{bad:?}");
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::card::{AdminKey, Card, Persistent};
+use super::card::{AdminKey, Card, MgmtAlg, Persistent};
 
 pub struct StateFile {
     path: PathBuf,
@@ -131,9 +131,17 @@ fn scalars(card: &Card) -> Value {
         "pin": String::from_utf8_lossy(&p.pin),
         "pin_hex": hex::encode(&p.pin),
         "admin_key": hex::encode(p.admin_key.bytes()),
+        "mgmt_alg": p.admin_key.alg().name(),
+        "family": card.config.family.name(),
+        "card_id": p.card_id.map(hex::encode),
+        "puk_tries": p.puk_tries,
+        "puk_max": p.puk_max,
+        "puk_hex": hex::encode(&p.puk),
+        "gids_initialised": p.gids_initialised,
+        "admin_responses": l.admin_responses,
         "admin_authenticated": s.admin_authenticated,
         "pin_verified": s.pin_verified,
-        "challenge": s.challenge.map(hex::encode),
+        "challenge": s.challenge.as_ref().map(hex::encode),
         "ext_auth_with_data": l.ext_auth_with_data,
         "rrc": l.rrc,
         "atr_requests": l.atr_requests,
@@ -179,8 +187,36 @@ fn persistent_from_json(v: &Value, mut p: Persistent) -> Result<Persistent, Stri
     } else if let Some(pin) = v.get("pin").and_then(Value::as_str) {
         p.pin = pin.as_bytes().to_vec();
     }
+    if let Some(n) = count("puk_tries")? {
+        p.puk_tries = n;
+    }
+    if let Some(n) = count("puk_max")? {
+        p.puk_max = n;
+    }
+    if let Some(puk) = hex_field("puk_hex")? {
+        p.puk = puk;
+    }
+    let alg = match v.get("mgmt_alg").and_then(Value::as_str) {
+        Some(name) => MgmtAlg::parse(name)?,
+        None => p.admin_key.alg(),
+    };
     if let Some(key) = hex_field("admin_key")? {
-        p.admin_key = AdminKey::new(key)?;
+        p.admin_key = AdminKey::with_alg(alg, key)?;
+    }
+    // `card_id: null` is a card without an id; a file without the key keeps the default.
+    match v.get("card_id") {
+        None => {}
+        Some(Value::Null) => p.card_id = None,
+        Some(_) => {
+            let id = hex_field("card_id")?.unwrap_or_default();
+            p.card_id = Some(
+                id.try_into()
+                    .map_err(|_| "card_id: not 16 bytes".to_string())?,
+            );
+        }
+    }
+    if let Some(b) = v.get("gids_initialised").and_then(Value::as_bool) {
+        p.gids_initialised = b;
     }
     Ok(p)
 }
@@ -191,14 +227,7 @@ mod tests {
     use super::*;
 
     fn persistent() -> Persistent {
-        Persistent {
-            admin_key: AdminKey::new(vec![0; 24]).unwrap(),
-            admin_tries: 5,
-            admin_max: 5,
-            pin: b"12345678".to_vec(),
-            pin_tries: 3,
-            pin_max: 3,
-        }
+        Persistent::default()
     }
 
     #[test]
@@ -236,6 +265,41 @@ mod tests {
             (2, 0, &b"9999"[..])
         );
         assert_eq!(loaded.admin_key.bytes(), &[0x11; 16]);
+
+        assert_eq!(v["family"], "iso");
+        assert_eq!(v["card_id"], "00112233445566778899aabbccddeeff");
+        assert_eq!(v["admin_responses"], 0);
+
+        // The PUK, the card id and an AES key survive a reload; `card_id: null` is no id.
+        card.persistent.puk = b"777777".to_vec();
+        card.persistent.puk_tries = 1;
+        card.persistent.card_id = None;
+        card.persistent.gids_initialised = false;
+        card.persistent.admin_key = AdminKey::with_alg(MgmtAlg::Aes128, vec![0x22; 16]).unwrap();
+        file.save(&card).unwrap();
+        let loaded = file.load(persistent()).unwrap();
+        assert_eq!(
+            (loaded.puk.as_slice(), loaded.puk_tries, loaded.card_id),
+            (&b"777777"[..], 1, None)
+        );
+        assert_eq!(loaded.admin_key.alg(), MgmtAlg::Aes128);
+        assert!(!loaded.gids_initialised);
+        // A file from before the families (no card_id key) keeps the default id.
+        fs::write(&path, "{\"pin_tries\": 2}").unwrap();
+        assert_eq!(
+            file.load(persistent()).unwrap().card_id,
+            persistent().card_id
+        );
+        fs::write(&path, "{\"card_id\": \"0011\"}").unwrap();
+        assert!(file.load(persistent()).is_err());
+        fs::write(&path, "{\"admin_key\": \"00\", \"mgmt_alg\": \"aes128\"}").unwrap();
+        assert!(file.load(persistent()).is_err());
+        file.save(&card).unwrap();
+        let v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            (&v["mgmt_alg"], &v["puk_hex"]),
+            (&json!("aes128"), &json!("373737373737"))
+        );
 
         fs::write(&path, "{\"pin_tries\": 1}").unwrap();
         let loaded = file.load(persistent()).unwrap();
