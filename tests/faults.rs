@@ -78,7 +78,7 @@ impl Row {
 
     /// The same, started in the background (for faults injected while it runs).
     fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scunblock"));
+        let mut cmd = common::stack::scunblock();
         cmd.args(args)
             .env_remove("SCUNBLOCK_READER")
             .env("PCSCLITE_CSOCK_NAME", self.stack.csock())
@@ -655,7 +655,8 @@ fn challenge_lost_6985() {
 fn key_not_set_6a88() {
     // A real 6A88: the card's admin key sits at another reference (P2 01).
     let r = row(&["--key-ref", "01"]);
-    let run = r.unblock(&[]);
+    // The tries query is answered 6A88 too: the admin tries are unknown.
+    let run = r.unblock(&["--allow-unknown-tries"]);
     let s = check(&run, &r.card, 1, "SW 6A88");
     assert!(run.stderr.contains("ext_auth_p2"), "{}", run.stderr);
     assert_eq!(s["admin_tries"], 5);
@@ -666,7 +667,8 @@ fn key_not_set_6a88() {
 fn external_authenticate_unsupported_6d00() {
     // The card knows no INS 82 at all: the tries query says nothing, the cryptogram 6D00.
     let r = row(&["--respond-ins", "82=6D00"]);
-    let run = r.unblock(&[]);
+    // The tries query says nothing (6D00): the admin tries are unknown.
+    let run = r.unblock(&["--allow-unknown-tries"]);
     let s = check(&run, &r.card, 1, "SW 6D00");
     assert!(
         run.stderr.contains("another card profile"),

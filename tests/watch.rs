@@ -36,7 +36,7 @@ impl Watcher {
     fn start(stack: &VStack, args: &[&str], env: &[(&str, &str)]) -> Watcher {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scunblock"));
+        let mut cmd = common::stack::scunblock();
         cmd.arg("watch")
             .arg("--json")
             .args(args)

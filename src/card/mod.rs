@@ -218,11 +218,12 @@ pub fn explain_card_error(step: &str, status: Status) -> Option<&'static str> {
     match (step, status) {
         ("EXTERNAL AUTHENTICATE" | "GENERAL AUTHENTICATE", Status::ConditionsNotSatisfied) => Some(
             "the card lost the challenge (another command came between the challenge and \
-                 the response); no try was spent. Run again",
+             the response); no try was spent. Run again",
         ),
         ("EXTERNAL AUTHENTICATE" | "GENERAL AUTHENTICATE", Status::ReferenceDataNotFound) => Some(
             "the card has no admin key at this key reference (or it is not initialised): \
-                 check the key reference in the profile",
+             check the key reference in the profile (ext_auth_p2 for iso; key_ref of [gids] \
+             or [piv]; xauth_key of [crescendo])",
         ),
         (_, Status::InsNotSupported) => {
             Some("the card does not support this command: it needs another card profile")

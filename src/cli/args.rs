@@ -50,15 +50,15 @@ pub struct Global {
     pub profile: Option<String>,
 
     /// Directory of site profile files (*.toml) whose ATR patterns detection
-    /// uses before the built-in ones.
+    /// uses before the built-in ones [default: /etc/scunblock/profiles.d, if
+    /// it exists].
     #[arg(
         long,
         global = true,
         value_name = "DIR",
-        env = "SCUNBLOCK_PROFILES_DIR",
-        default_value = "/etc/scunblock/profiles.d"
+        env = "SCUNBLOCK_PROFILES_DIR"
     )]
-    pub profiles_dir: PathBuf,
+    pub profiles_dir: Option<PathBuf>,
 
     /// Wait up to SECS for a card to be inserted, or for another process to
     /// release it.

@@ -172,8 +172,7 @@ fn unblock(
 
 /// `--profile`, or the profiles detection chooses from.
 fn profiles(g: &Global) -> Result<ProfileChoice, Error> {
-    let dir = (g.profile.is_none()).then_some(g.profiles_dir.as_path());
-    ProfileChoice::new(g.profile.as_deref(), dir)
+    ProfileChoice::new(g.profile.as_deref(), g.profiles_dir.as_deref())
 }
 
 fn trace(g: &Global) -> Trace {
