@@ -392,18 +392,30 @@ impl Transport for PcscTransport<'_, '_> {
 
 /// After an answer without a status word: the card may have gone. PC/SC may
 /// take one polling period to notice, so look for up to a second.
+///
+/// Only an explicit "gone" counts: a RemovedCard (or other) error, or the ABSENT
+/// state. A missing PRESENT bit proves nothing: on Windows the pcsc crate maps
+/// the one state value SCardStatus returns to one flag (a connected card reports
+/// SPECIFIC alone), and Wine passes pcsc-lite's bitmask through, which the crate
+/// does not recognise as any Windows value (empty status). Treating "no PRESENT"
+/// as removed turned a card that answers badly (exit 1) into a removed card
+/// (exit 3) there; scripts/wine-test checks this.
 fn check_still_present(card: &pcsc::Card) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
         match card.status2_owned() {
             Err(e) => return Err(transmit_error(e)),
-            Ok(s) if !s.status().contains(pcsc::Status::PRESENT) => {
-                return Err(transmit_error(pcsc::Error::RemovedCard))
-            }
+            Ok(s) if card_gone(s.status()) => return Err(transmit_error(pcsc::Error::RemovedCard)),
             Ok(_) if Instant::now() >= deadline => return Ok(()),
             Ok(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// The state says the card is gone: ABSENT (pcsc-lite sets it in its bitmask,
+/// Windows returns SCARD_ABSENT as its single value). Nothing else does.
+fn card_gone(status: pcsc::Status) -> bool {
+    status.contains(pcsc::Status::ABSENT)
 }
 
 fn connect_error(e: pcsc::Error, reader: &str, wait: Duration) -> Error {
@@ -473,6 +485,20 @@ pub fn reset_error() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_absent_state_means_the_card_is_gone() {
+        use pcsc::Status;
+        assert!(card_gone(Status::ABSENT));
+        assert!(card_gone(Status::ABSENT | Status::UNKNOWN));
+        // Windows: one value per state (a connected card: SPECIFIC alone); Wine: pcsc-lite's
+        // bitmask, which the crate maps to no flag at all. Neither is a removal.
+        assert!(!card_gone(Status::SPECIFIC));
+        assert!(!card_gone(Status::empty()));
+        assert!(!card_gone(
+            Status::PRESENT | Status::POWERED | Status::NEGOTIABLE
+        ));
+    }
 
     #[test]
     fn names_alone_decide_only_when_they_name_one_reader() {

@@ -19,7 +19,8 @@
 //! The request log's `info` says what happened: `auth` = `negotiate-missing` (challenged),
 //! `negotiate-continue`, `negotiate` (signed in by this request; `user`, `mutual`,
 //! `channel_bound`), `negotiate-connection` (served on a signed-in connection; `user`),
-//! `negotiate-rejected` (`error` holds the acceptor's message).
+//! `negotiate-rejected` (`error` holds the acceptor's message). A request with a first token
+//! also has `mech`: `spnego`, `krb5` (a bare Kerberos token, as Wine's SSPI sends) or `other`.
 
 // Without the `negotiate` feature only the option parsing is used.
 #![cfg_attr(not(feature = "negotiate"), allow(dead_code))]
@@ -226,7 +227,10 @@ mod acceptor {
             };
             let mut ctx = match conns.remove(&conn.id) {
                 Some(Conn::Pending(ctx)) => ctx,
-                _ => ServerCtx::new(Some(self.cred.clone())),
+                _ => {
+                    info.insert("mech".into(), json!(token_mech(&token)));
+                    ServerCtx::new(Some(self.cred.clone()))
+                }
             };
             if conns.len() >= MAX_CONNS {
                 conns.clear();
@@ -273,6 +277,22 @@ mod acceptor {
         }
     }
 
+    /// The mechanism of an initial context token (RFC 2743 3.1: 0x60, length, the mech OID):
+    /// "spnego", "krb5" (a bare Kerberos token), or "other".
+    fn token_mech(token: &[u8]) -> &'static str {
+        let head = &token[..token.len().min(24)];
+        let has = |oid: &[u8]| head.windows(oid.len()).any(|w| w == oid);
+        if token.first() != Some(&0x60) {
+            "other"
+        } else if has(b"\x06\x06\x2b\x06\x01\x05\x05\x02") {
+            "spnego"
+        } else if has(b"\x06\x09\x2a\x86\x48\x86\xf7\x12\x01\x02\x02") {
+            "krb5"
+        } else {
+            "other"
+        }
+    }
+
     /// The 401 challenge with a continuation token instead of a bare `Negotiate`.
     fn challenge_with(token: &str) -> Response {
         let mut r = crate::faults::negotiate_challenge();
@@ -310,14 +330,24 @@ mod acceptor {
             count: elements.len() as u32,
             elements: elements.as_mut_ptr(),
         };
+        // SPNEGO, and bare Kerberos tokens too: Wine's SSPI "Negotiate" sends the Kerberos
+        // token without the SPNEGO wrapper (scripts/wine-test), and the Windows Negotiate
+        // package behind IIS takes such a token as well.
         let mut spnego_oid = *b"\x2b\x06\x01\x05\x05\x02";
-        let mut spnego = sys::gss_OID_desc {
-            length: spnego_oid.len() as u32,
-            elements: spnego_oid.as_mut_ptr().cast(),
-        };
+        let mut krb5_oid = *b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02";
+        let mut oids = [
+            sys::gss_OID_desc {
+                length: spnego_oid.len() as u32,
+                elements: spnego_oid.as_mut_ptr().cast(),
+            },
+            sys::gss_OID_desc {
+                length: krb5_oid.len() as u32,
+                elements: krb5_oid.as_mut_ptr().cast(),
+            },
+        ];
         let mut mechs = sys::gss_OID_set_desc {
-            count: 1,
-            elements: &mut spnego,
+            count: oids.len(),
+            elements: oids.as_mut_ptr(),
         };
         let mut minor: sys::OM_uint32 = 0;
         let mut cred: sys::gss_cred_id_t = ptr::null_mut();
