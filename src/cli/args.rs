@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "scunblock",
     version,
+    long_version = super::version::long(),
     about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC",
     long_about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC.\n\n\
         The admin response to the card's challenge comes from a local 3DES admin key, \

@@ -2,6 +2,7 @@
 
 mod args;
 mod output;
+mod version;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
