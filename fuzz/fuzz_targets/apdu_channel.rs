@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scunblock::admin_key::{AdminKey, Cryptogram};
+use scunblock::admin_key::{AdminKey, Cryptogram, KeyAlg};
 use scunblock::apdu::{ins, Command, Response, Status};
 use scunblock::card::{Applet, IsoApplet, Tries};
 use scunblock::error::Error;
@@ -68,13 +68,14 @@ fn drive_channel(sel: u8, opt: u8, card: &mut FuzzCard) {
         _ => Command::new(0, ins::SELECT, 4, 0).data(vec![0xA0, 0, 0, 3, 0x97]),
     };
     let spends_try = opt & 1 != 0;
+    let cmd = if spends_try { cmd.spends_try() } else { cmd };
     let encoded = cmd.to_bytes().to_vec();
     let mut ch = Channel::new(card, Trace::off());
-    let result = ch.send(&cmd, spends_try);
+    let result = ch.send(&cmd);
     let sent = ch.apdus_sent() as usize;
     if spends_try {
         // The guard: a second try-spending command never reaches the card.
-        assert!(ch.send(&cmd, true).is_err());
+        assert!(ch.send(&cmd).is_err());
         assert_eq!(ch.apdus_sent() as usize, sent);
     }
     drop(ch);
@@ -107,15 +108,15 @@ fn drive_applet(sel: u8, card: &mut FuzzCard) {
     let code = match sel % 5 {
         0 => code(applet.admin_tries(&mut ch).map(drop)),
         1 => code(applet.pin_tries(&mut ch).map(drop)),
-        2 => match applet.get_challenge(&mut ch) {
+        2 => match applet.get_challenge(&mut ch, None) {
             Ok(c) => {
-                assert_eq!(c.len(), 8);
+                assert_eq!(c.challenge.len(), 8);
                 None
             }
             Err(e) => Some(e.exit_code()),
         },
-        3 => code(applet.external_authenticate(&mut ch, &Cryptogram::new(vec![0x17; 8]))),
-        _ => code(applet.reset_retry_counter(&mut ch, &pin)),
+        3 => code(applet.authenticate(&mut ch, KeyAlg::Tdes, &Cryptogram::new(vec![0x17; 8]))),
+        _ => code(applet.reset_pin(&mut ch, &pin)),
     };
     drop(ch);
     if let Some(c) = code {
@@ -149,22 +150,29 @@ impl Session for FuzzSession<'_> {
 /// The whole flow: never a second cryptogram, no RESET RETRY COUNTER unless the card
 /// accepted the cryptogram, nothing at all for a refused last try.
 fn drive_flow(sel: u8, opt: u8, card: FuzzCard) {
-    let mode = [Mode::Unblock, Mode::AuthOnly, Mode::DryRun][usize::from(sel % 3)];
+    let pin = Pin::new(Zeroizing::new(b"24681357".to_vec()));
+    let mode = [
+        Mode::Unblock { new_pin: &pin },
+        Mode::AuthOnly,
+        Mode::DryRun,
+    ][usize::from(sel % 3)];
+    let unblock = sel % 3 == 0;
     let force_last_try = opt & 1 != 0;
+    let allow_unknown_tries = opt & 2 != 0;
     let mut session = FuzzSession {
         card,
         transactions: 0,
     };
     let applet = IsoApplet::new(CardProfile::iso());
     let mut key = LocalKey::new(AdminKey::from_bytes(&[0; 24]).expect("a 24-byte key"));
-    let pin = Pin::new(Zeroizing::new(b"24681357".to_vec()));
     let opts = Options {
         mode,
         force_last_try,
+        allow_unknown_tries,
         trace: Trace::off(),
         card_id: None,
     };
-    let result = flow::run(&mut session, &applet, &mut key, Some(&pin), &opts);
+    let result = flow::run(&mut session, &applet, &mut key, &opts);
     let log = &session.card.log;
     let cryptograms: Vec<usize> = (0..log.len())
         .filter(|&i| is_cryptogram(&log[i].0))
@@ -177,11 +185,11 @@ fn drive_flow(sel: u8, opt: u8, card: FuzzCard) {
         let ea = *cryptograms
             .first()
             .expect("RESET RETRY COUNTER without a cryptogram");
-        assert!(ea < r && mode == Mode::Unblock);
+        assert!(ea < r && unblock);
         // The cryptogram's final answer (after any GET RESPONSE chain) was 9000.
         assert_eq!(sw_of(&log[r - 1].1), Some(0x9000));
     }
-    if mode == Mode::DryRun {
+    if mode.is_dry_run() {
         assert!(cryptograms.is_empty());
         assert!(!log
             .iter()
@@ -195,6 +203,7 @@ fn drive_flow(sel: u8, opt: u8, card: FuzzCard) {
         assert_eq!(o.challenge_sent, !cryptograms.is_empty());
         if matches!(o.admin_tries, Tries::Left(0) | Tries::Blocked)
             || (o.admin_tries == Tries::Left(1) && !force_last_try)
+            || (o.admin_tries == Tries::Unknown && !allow_unknown_tries)
         {
             assert!(cryptograms.is_empty());
         }
