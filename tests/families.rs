@@ -621,3 +621,57 @@ fn watch_unblocks_piv_with_a_puk_command() {
     assert_eq!(pin_of(&piv.state()), PIN);
     assert_eq!(responses(&piv.state()), 0);
 }
+
+#[test]
+fn watch_refuses_unknown_tries_without_the_opt_in() {
+    let stack = VStack::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(dir.path(), "admin.key", format!("{ZERO_KEY}\n").as_bytes());
+    let pin_cmd = dir.path().join("pin.sh");
+    std::fs::write(&pin_cmd, format!("#!/bin/sh\necho {PIN}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pin_cmd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let gids = stack.insert(0, &["--family", "gids", "--pin-tries", "0"]);
+    let mut cmd = common::stack::scunblock();
+    cmd.args([
+        "watch",
+        "--json",
+        "--unblock",
+        "--admin-key-file",
+        key.to_str().unwrap(),
+        "--new-pin-command",
+        pin_cmd.to_str().unwrap(),
+    ])
+    .env("PCSCLITE_CSOCK_NAME", stack.csock())
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // The card is read (its PIN status object), then refused: wait for the read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline
+        && !apdus(&gids.state())
+            .iter()
+            .any(|a| a.starts_with("00cb3fff"))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: signals our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failed: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "unblock_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert_eq!(failed[0]["class"], "unknown_tries_refused");
+    assert_eq!(failed[0]["exit_code"], 5);
+    let st = gids.state();
+    assert_eq!(responses(&st), 0);
+    assert_ne!(pin_of(&st), PIN);
+}
