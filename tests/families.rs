@@ -675,3 +675,72 @@ fn watch_refuses_unknown_tries_without_the_opt_in() {
     assert_eq!(responses(&st), 0);
     assert_ne!(pin_of(&st), PIN);
 }
+
+#[test]
+fn watch_remembers_a_refused_gids_card_by_its_card_id() {
+    let stack = VStack::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(dir.path(), "admin.key", format!("{WRONG_KEY}\n").as_bytes());
+    let pin_cmd = dir.path().join("pin.sh");
+    std::fs::write(&pin_cmd, format!("#!/bin/sh\necho {PIN}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pin_cmd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args = ["--family", "gids", "--pin-tries", "0"];
+    let card = stack.insert(0, &args);
+    let mut cmd = common::stack::scunblock();
+    cmd.args([
+        "watch",
+        "--json",
+        "--unblock",
+        "--allow-unknown-tries",
+        "--admin-key-file",
+        key.to_str().unwrap(),
+        "--new-pin-command",
+        pin_cmd.to_str().unwrap(),
+    ])
+    .env("PCSCLITE_CSOCK_NAME", stack.csock())
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let wait_for = |card: &Card, pred: &dyn Fn(&Value) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline && !pred(&card.state()) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The wrong key: one response, refused.
+    wait_for(&card, &|s| responses(s) == 1);
+    std::thread::sleep(Duration::from_millis(300));
+    card.remove();
+    // The same card again (same id): not tried again.
+    let again = stack.reinsert(0, &args);
+    wait_for(&again, &|s| {
+        apdus(s).iter().any(|a| a.starts_with("00cba012"))
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: signals our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    let failed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "unblock_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert_eq!(failed[0]["class"], "admin_rejected");
+    let skipped: Vec<&Value> = events.iter().filter(|e| e["event"] == "skipped").collect();
+    assert_eq!(skipped.len(), 1, "{stdout}");
+    assert_eq!(skipped[0]["reason"], "failed_before");
+    assert!(
+        skipped[0]["message"].as_str().unwrap().contains(CARD_GUID),
+        "{stdout}"
+    );
+    assert_eq!(responses(&again.state()), 0, "not tried again");
+}

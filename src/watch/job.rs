@@ -167,6 +167,19 @@ struct Inspection {
     card_id_problem: Option<String>,
     /// The id `--card-id-command` printed (checked against the card's own).
     card_id_given: Option<Guid>,
+    /// The card's own id bytes (hex), where the card has one.
+    card_id_raw: Option<String>,
+}
+
+impl Inspection {
+    /// The card's identity for the failure memory: its ATR and the id read
+    /// from the card (else the one `--card-id-command` printed).
+    fn key(&self) -> CardKey {
+        (
+            self.atr.clone().unwrap_or_default(),
+            self.card_id_raw.clone().or_else(|| self.card_id.clone()),
+        )
+    }
 }
 
 /// The worker: everything that happens to one insertion.
@@ -219,6 +232,7 @@ fn inspect(shared: &Shared, job: &Job, conn: Option<&mut Connection>) -> Inspect
             found.pin_tries = o.pin_tries_before;
             found.admin_tries = o.admin_tries;
             found.card_id = o.card_id;
+            found.card_id_raw = o.card_id_raw;
         }
         Err(f) => found.error = Some(f.error),
     }
@@ -399,10 +413,7 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
         Err(f) => {
             let o = f.outcome.as_ref();
             if spent_and_refused(&f.error, o) {
-                // Keyed by the ATR and the id read from the card.
-                let own = o.and_then(|o| o.card_id_raw.clone());
-                let key: CardKey = (atr, own.or_else(|| found.card_id.clone()));
-                shared.remember_failure(key, f.error.to_string());
+                shared.remember_failure(found.key(), f.error.to_string());
             }
             job.finish(
                 shared,
@@ -453,8 +464,7 @@ fn decide<'a>(
     }
     let atr = found.atr.clone().unwrap_or_default();
     if !shared.cfg.retry_after_failure {
-        let own = found.card_id.clone();
-        if let Some(why) = shared.failed_before(&(atr.clone(), own)) {
+        if let Some(why) = shared.failed_before(&found.key()) {
             let id = found
                 .card_id
                 .as_deref()
