@@ -744,3 +744,108 @@ fn watch_remembers_a_refused_gids_card_by_its_card_id() {
     );
     assert_eq!(responses(&again.state()), 0, "not tried again");
 }
+
+#[test]
+fn piv_and_crescendo_golden_vector_through_cm() {
+    // PIV: `auth` through CM with the card id read from the CHUID (the 9B key is 3DES, zero).
+    let s = setup("piv", &["--admin-key", ZERO_KEY]);
+    let cm = CmServer::start(&["--smartcard", &format!("{SCID}={CARD_GUID}")]);
+    let r = s.run(
+        &[
+            "auth",
+            "--cm",
+            &cm.url,
+            "--allow-http",
+            "--cm-auth=none",
+            "--allow-unknown-tries",
+            "--json",
+        ],
+        &[],
+    );
+    r.expect(0);
+    assert_eq!(r.json()["card_id"], CARD_GUID);
+    let auth = cm.requests_to("authresponse");
+    assert_eq!(auth.len(), 1);
+    assert_eq!(auth[0]["info"]["challenge"], GOLDEN_CHALLENGE);
+    assert_eq!(auth[0]["info"]["response"], GOLDEN_RESPONSE);
+    let sent = apdus(&s.state());
+    let response = format!("0087039b0c7c0a8208{GOLDEN_RESPONSE}");
+    assert!(sent.contains(&response), "{sent:?}");
+    assert_eq!(responses(&s.state()), 1);
+
+    // Crescendo has no card id: --card-id is required, and CM gets it as given.
+    let s = setup("crescendo", &[]);
+    let cm = CmServer::start(&["--smartcard", &format!("{SCID}={CARD_GUID}")]);
+    let base = [
+        "unblock",
+        "--cm",
+        &cm.url,
+        "--allow-http",
+        "--cm-auth=none",
+        "--allow-unknown-tries",
+        "--new-pin-env",
+        "NEW_PIN",
+        "--json",
+    ];
+    let r = s.run(&base, &[]);
+    r.expect(2);
+    assert!(r.stderr.contains("--card-id is required"), "{}", r.stderr);
+    assert_eq!(responses(&s.state()), 0);
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--card-id", CARD_GUID]);
+    let r = s.run(&args, &[]);
+    r.expect(0);
+    assert_eq!(r.json()["card_id"], CARD_GUID);
+    assert_eq!(r.json()["card_id_raw"], Value::Null);
+    let st = s.state();
+    assert_eq!(pin_of(&st), PIN);
+    let response = format!("008200010817466e766e303cb6");
+    assert!(apdus(&st).contains(&response), "{:?}", apdus(&st));
+}
+
+#[test]
+fn every_family_without_reported_tries_refuses_without_the_opt_in() {
+    for family in ["gids", "crescendo"] {
+        let s = setup(family, &[]);
+        let r = s.unblock_with_key(ZERO_KEY, &[]);
+        r.expect(5);
+        assert_eq!(
+            r.json()["error"]["class"],
+            "unknown_tries_refused",
+            "{family}"
+        );
+        assert_eq!(responses(&s.state()), 0, "{family}");
+    }
+    let s = setup("piv", &["--admin-key", ZERO_KEY]);
+    let key = s.key_file(ZERO_KEY);
+    let r = s.run(&["auth", "--admin-key-file", &key, "--json"], &[]);
+    r.expect(5);
+    assert_eq!(r.json()["error"]["class"], "unknown_tries_refused");
+    assert_eq!(responses(&s.state()), 0);
+    // An iso card that answers its tries query needs no opt-in.
+    let s = setup("iso", &[]);
+    s.unblock_with_key(ZERO_KEY, &[]).expect(0);
+}
+
+#[test]
+fn a_piv_card_id_that_is_not_the_cards_is_the_wrong_card() {
+    let s = setup("piv", &["--puk-tries", "3"]);
+    let r = s.run(
+        &[
+            "unblock",
+            "--puk-env",
+            "PUK",
+            "--new-pin-env",
+            "NEW_PIN",
+            "--card-id",
+            "bc88f13f-83ba-4037-8262-46eba1291c6e",
+            "--json",
+        ],
+        &[],
+    );
+    r.expect(2);
+    assert_eq!(r.json()["error"]["class"], "wrong_card");
+    let st = s.state();
+    assert_eq!(st["rrc"], 0);
+    assert_eq!(st["puk_tries"], 3);
+}
