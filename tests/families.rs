@@ -799,7 +799,7 @@ fn piv_and_crescendo_golden_vector_through_cm() {
     assert_eq!(r.json()["card_id_raw"], Value::Null);
     let st = s.state();
     assert_eq!(pin_of(&st), PIN);
-    let response = format!("008200010817466e766e303cb6");
+    let response = "008200010817466e766e303cb6".to_string();
     assert!(apdus(&st).contains(&response), "{:?}", apdus(&st));
 }
 
