@@ -38,9 +38,11 @@ pub enum Error {
     #[error("the card rejected the admin response (SW {sw:04X}){}", tries_suffix(*tries_left))]
     AdminRejected { sw: u16, tries_left: Tries },
 
-    /// The admin key is blocked.
-    #[error("the admin key is blocked on this card (SW {sw:04X}); the card cannot be unblocked with an admin response any more")]
-    AdminBlocked { sw: u16 },
+    /// The admin key is blocked. `sw` is the status word that said so, when
+    /// it came with this step (a tries query that said "blocked" is reported
+    /// as tries, not as a status word the card never sent here).
+    #[error("the admin key is blocked on this card{}; the card cannot be unblocked with an admin response any more", sw_suffix(*sw))]
+    AdminBlocked { sw: Option<u16> },
 
     /// One admin try is left and --force-last-try was not given.
     #[error("only ONE admin try is left on this card; a wrong response would block the admin key, on many cards for good. Nothing was sent")]
@@ -56,8 +58,8 @@ pub enum Error {
     PukRejected { sw: u16, tries_left: Tries },
 
     /// The PUK is blocked.
-    #[error("the PUK is blocked on this card (SW {sw:04X})")]
-    PukBlocked { sw: u16 },
+    #[error("the PUK is blocked on this card{}", sw_suffix(*sw))]
+    PukBlocked { sw: Option<u16> },
 
     /// One PUK try is left and --force-last-try was not given.
     #[error("only ONE PUK try is left on this card; a wrong PUK would block it. Nothing was sent")]
@@ -100,6 +102,10 @@ fn tries_suffix(t: Tries) -> String {
         Tries::Blocked => "; the admin key is now blocked".into(),
         _ => String::new(),
     }
+}
+
+fn sw_suffix(sw: Option<u16>) -> String {
+    sw.map(|sw| format!(" (SW {sw:04X})")).unwrap_or_default()
 }
 
 fn puk_suffix(t: Tries) -> String {
@@ -210,11 +216,10 @@ impl Error {
     pub fn sw(&self) -> Option<u16> {
         match self {
             Error::AdminRejected { sw, .. }
-            | Error::AdminBlocked { sw }
             | Error::PukRejected { sw, .. }
-            | Error::PukBlocked { sw }
             | Error::PinRejected { sw, .. }
             | Error::Card { sw, .. } => Some(*sw),
+            Error::AdminBlocked { sw } | Error::PukBlocked { sw } => *sw,
             _ => None,
         }
     }

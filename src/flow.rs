@@ -429,7 +429,7 @@ fn preflight(
         }
     }
     match out.admin_tries {
-        Tries::Blocked | Tries::Left(0) => return Err(Error::AdminBlocked { sw: 0x6983 }),
+        Tries::Blocked | Tries::Left(0) => return Err(Error::AdminBlocked { sw: None }),
         Tries::Left(1) if !opts.force_last_try => return Err(Error::LastTryRefused),
         Tries::Left(1) => log::warn(
             "spending the LAST admin try (--force-last-try): a wrong response blocks the admin key",
@@ -451,7 +451,7 @@ fn preflight(
 /// tries only warn: the PUK is typed by its holder, as a PIN is.
 fn puk_guard(tries: Tries, opts: &Options) -> Result<(), Error> {
     match tries {
-        Tries::Blocked | Tries::Left(0) => Err(Error::PukBlocked { sw: 0x6983 }),
+        Tries::Blocked | Tries::Left(0) => Err(Error::PukBlocked { sw: None }),
         Tries::Left(1) if !opts.force_last_try => Err(Error::PukLastTryRefused),
         Tries::Left(1) => {
             log::warn("spending the LAST PUK try (--force-last-try): a wrong PUK blocks it");

@@ -195,7 +195,7 @@ pub(crate) fn admin_verdict(
 ) -> Result<(), Error> {
     match r.status() {
         Status::Success => Ok(()),
-        Status::TriesLeft(0) | Status::Blocked => Err(Error::AdminBlocked { sw: r.sw }),
+        Status::TriesLeft(0) | Status::Blocked => Err(Error::AdminBlocked { sw: Some(r.sw) }),
         Status::TriesLeft(n) => Err(Error::AdminRejected {
             sw: r.sw,
             tries_left: Tries::Left(n),

@@ -211,7 +211,7 @@ impl Applet for PivApplet {
         let r = ch.send(&cmd)?;
         match r.status() {
             Status::Success => Ok(()),
-            Status::TriesLeft(0) | Status::Blocked => Err(Error::PukBlocked { sw: r.sw }),
+            Status::TriesLeft(0) | Status::Blocked => Err(Error::PukBlocked { sw: Some(r.sw) }),
             Status::TriesLeft(n) => Err(Error::PukRejected {
                 sw: r.sw,
                 tries_left: Tries::Left(n),

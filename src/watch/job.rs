@@ -672,7 +672,10 @@ mod tests {
             tries_left: Tries::Left(4),
         };
         assert!(spent_and_refused(&rejected, Some(&sent)));
-        assert!(spent_and_refused(&Error::AdminBlocked { sw: 0x6983 }, None));
+        assert!(spent_and_refused(
+            &Error::AdminBlocked { sw: Some(0x6983) },
+            None
+        ));
         // Removed while the response's verdict was pending: it may have been counted.
         assert!(spent_and_refused(
             &crate::reader::removed_error(),
