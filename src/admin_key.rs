@@ -130,11 +130,15 @@ impl fmt::Debug for AdminKey {
 
 impl AdminKey {
     /// A key from its raw bytes: 16, 24 or 32.
+    /// The key is registered with the scrubber in all its printable forms.
     pub fn from_bytes(bytes: &[u8]) -> Result<AdminKey, Error> {
         match bytes.len() {
-            16 | 24 | 32 => Ok(AdminKey {
-                bytes: Zeroizing::new(bytes.to_vec()),
-            }),
+            16 | 24 | 32 => {
+                crate::scrub::register_key(bytes);
+                Ok(AdminKey {
+                    bytes: Zeroizing::new(bytes.to_vec()),
+                })
+            }
             n => Err(Error::usage(format!(
                 "the admin key has {n} bytes; a 3DES admin key has 24 (3-key) or 16 (2-key), \
                  an AES key 16, 24 or 32"

@@ -20,6 +20,8 @@ pub mod negotiate;
 pub mod profile;
 pub mod reader;
 pub mod responder;
+pub mod sanitize;
+pub mod scrub;
 pub mod secret;
 pub mod transport;
 pub mod watch;

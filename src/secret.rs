@@ -19,7 +19,10 @@ use crate::error::Error;
 pub struct Pin(Zeroizing<Vec<u8>>);
 
 impl Pin {
+    /// The PIN is registered with the scrubber (as a whole token) for as long as the
+    /// process runs, or until [`crate::scrub::forget_pin`].
     pub fn new(bytes: Zeroizing<Vec<u8>>) -> Pin {
+        crate::scrub::register_pin(&bytes);
         Pin(bytes)
     }
 
@@ -47,7 +50,9 @@ impl fmt::Debug for Pin {
 pub struct Token(Zeroizing<String>);
 
 impl Token {
+    /// The token is registered with the scrubber.
     pub fn new(text: Zeroizing<String>) -> Token {
+        crate::scrub::register_text(&text);
         Token(text)
     }
 

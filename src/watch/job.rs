@@ -358,8 +358,8 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
         Some(&pin),
         &opts,
     );
-    drop(pin);
-    match result {
+    // The PIN stays registered with the scrubber until this card's last event is out.
+    let sent = match result {
         Ok(out) => {
             job.finish(
                 shared,
@@ -390,7 +390,10 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
             );
             o.is_some_and(|o| o.challenge_sent)
         }
-    }
+    };
+    crate::scrub::forget_pin(pin.as_bytes());
+    drop(pin);
+    sent
 }
 
 /// Whether this card is to be unblocked: the responder factory, or why not.
