@@ -29,6 +29,15 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// After a reconnect (another process reset the card while this run waited), the
+    /// reader holds a different card: nothing more is sent to it.
+    #[error("the card in reader {reader} changed while this run waited (ATR {before}, now {after}); nothing was sent to the new card")]
+    CardChanged {
+        reader: String,
+        before: String,
+        after: String,
+    },
+
     /// The card refused the admin response.
     #[error("the card rejected the admin response (SW {sw:04X}){}", tries_suffix(*tries_left))]
     AdminRejected { sw: u16, tries_left: Tries },
@@ -113,7 +122,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
-            Error::Unavailable { .. } => 3,
+            Error::Unavailable { .. } | Error::CardChanged { .. } => 3,
             Error::AdminRejected { .. } => 4,
             Error::AdminBlocked { .. } | Error::LastTryRefused => 5,
             Error::Responder(_) => 6,
@@ -127,6 +136,7 @@ impl Error {
         match self {
             Error::Usage(_) => "usage",
             Error::Unavailable { .. } => "unavailable",
+            Error::CardChanged { .. } => "card_changed",
             Error::AdminRejected { .. } => "admin_rejected",
             Error::AdminBlocked { .. } => "admin_blocked",
             Error::LastTryRefused => "last_try_refused",
@@ -172,6 +182,11 @@ impl Error {
         match self {
             Error::Usage(_) => Some("see `scunblock --help`; nothing was sent to the card".into()),
             Error::Unavailable { hint, .. } => hint.clone(),
+            Error::CardChanged { .. } => Some(
+                "run again for the card now in the reader; a CM request made for the old card \
+                 stays open for it"
+                    .into(),
+            ),
             Error::AdminRejected { .. } => Some(
                 "check that the admin key (or the CM request and card id) belongs to this card \
                  before trying again; every wrong response spends a try"

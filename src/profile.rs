@@ -109,10 +109,16 @@ impl CardProfile {
 
     /// Load a TOML profile file (keys override `iso`).
     pub fn load(path: &Path) -> Result<CardProfile, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::usage(format!("cannot read the profile {}: {e}", path.display()))
+        let bytes = crate::secret::read_regular_file(
+            path,
+            "profile",
+            crate::secret::PROFILE_FILE_CAP,
+            |_| Ok(()),
+        )?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Error::usage(format!("the profile {} is not UTF-8 text", path.display()))
         })?;
-        CardProfile::from_toml(&text)
+        CardProfile::from_toml(text)
             .map_err(|e| Error::usage(format!("profile {}: {e}", path.display())))
     }
 

@@ -281,11 +281,23 @@ fn wait_for_reader(
     }
 }
 
+/// Reconnects after another process's reset that a run makes without `--wait-card`
+/// (with it: as many as fit in the wait, at least these). Concurrent runs on one card
+/// (a kiosk script running `unblock` per request) each reset the card at their end; a run
+/// waiting for its turn can see one reset per run ahead of it.
+pub const MIN_RECONNECTS: u32 = 16;
+
 /// A connection to the card in one reader.
 pub struct Connection {
     card: pcsc::Card,
     reader: String,
+    /// The ATR the connection was opened with: after every reconnect the card must show
+    /// the same one, or the run stops ([`Error::CardChanged`]).
     atr: Vec<u8>,
+    /// How long `--wait-card` lets this run wait, for reconnects too.
+    wait: Duration,
+    /// Reconnects made so far (after another process reset the card).
+    reconnects: u32,
 }
 
 impl Connection {
@@ -317,7 +329,16 @@ impl Connection {
             card,
             reader: reader.to_string(),
             atr,
+            wait,
+            reconnects: 0,
         })
+    }
+
+    /// How many times this connection reconnected after another process reset the card.
+    /// A flow that read a card id before may compare it again when this grew (the ATR is
+    /// compared here, on every reconnect).
+    pub fn reconnects(&self) -> u32 {
+        self.reconnects
     }
 
     pub fn reader(&self) -> &str {
@@ -328,32 +349,77 @@ impl Connection {
         &self.atr
     }
 
-    /// Run `f` inside one PC/SC transaction. A card reset before the
-    /// transaction began (nothing sent yet) is answered by one reconnect.
+    /// Run `f` inside one PC/SC transaction. A card reset by another process before the
+    /// transaction began (nothing of it sent yet) is answered by a reconnect, as often as
+    /// `--wait-card` allows or [`MIN_RECONNECTS`] times; after each the card must show the
+    /// ATR this connection was opened with, or the run stops with [`Error::CardChanged`].
+    /// A reset inside `f` (once APDUs went out) is the caller's error: never retried here.
     pub fn transaction<R>(
         &mut self,
         f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let tx = match self.card.transaction2() {
-            Ok(tx) => tx,
-            Err((card, pcsc::Error::ResetCard)) => {
-                crate::log::verbose(
-                    "the card was reset by another process between transactions (nothing of \
-                     this transaction was sent yet): reconnecting",
-                );
-                card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
-                    .map_err(transmit_error)?;
-                card.transaction().map_err(transmit_error)?
+        let deadline = Instant::now() + self.wait;
+        let mut tries = 0u32;
+        loop {
+            match self.card.transaction2() {
+                Ok(tx) => {
+                    let mut t = PcscTransport {
+                        tx: &tx,
+                        buf: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+                    };
+                    let result = f(&mut t);
+                    let _ = tx.end(Disposition::LeaveCard);
+                    return result;
+                }
+                Err((_, pcsc::Error::ResetCard)) => {}
+                Err((_, e)) => return Err(transmit_error(e)),
             }
-            Err((_, e)) => return Err(transmit_error(e)),
-        };
-        let mut t = PcscTransport {
-            tx: &tx,
-            buf: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
-        };
-        let result = f(&mut t);
-        let _ = tx.end(Disposition::LeaveCard);
-        result
+            tries += 1;
+            if tries > MIN_RECONNECTS && Instant::now() >= deadline {
+                return Err(transmit_error(pcsc::Error::ResetCard));
+            }
+            crate::log::verbose(
+                "the card was reset by another process between transactions (nothing of \
+                 this transaction was sent yet): reconnecting",
+            );
+            self.reconnect()?;
+        }
+    }
+
+    /// Reconnect after a reset, then check that the card is still the one this
+    /// connection was opened with (its ATR).
+    fn reconnect(&mut self) -> Result<(), Error> {
+        let mut again = 0u32;
+        loop {
+            match self
+                .card
+                .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
+            {
+                Ok(()) => break,
+                // Reset again, or held by another run right now: once more, shortly.
+                Err(pcsc::Error::ResetCard | pcsc::Error::SharingViolation)
+                    if again < MIN_RECONNECTS * 4 =>
+                {
+                    again += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(transmit_error(e)),
+            }
+        }
+        self.reconnects += 1;
+        let atr = self
+            .card
+            .status2_owned()
+            .map(|s| s.atr().to_vec())
+            .map_err(transmit_error)?;
+        if atr != self.atr {
+            return Err(Error::CardChanged {
+                reader: self.reader.clone(),
+                before: crate::apdu::spaced_hex(&self.atr),
+                after: crate::apdu::spaced_hex(&atr),
+            });
+        }
+        Ok(())
     }
 
     /// Disconnect. `reset` resets the card, dropping any security state

@@ -20,6 +20,7 @@ connection:
                           instead of exiting
 card:
   --atr HEX               (default 3B 87 01 80 55 76 63 61 72 64 31)
+  --atr-after-reset HEX   answer this ATR from the first reset (or second power-on) on
   --admin-key HEX         16 or 24 bytes 3DES key (default 24 zero bytes)
   --key-ref HEX           EXTERNAL AUTHENTICATE P2 (default 00)
   --admin-tries N         (default: --admin-max)   --admin-max N (default 5)
@@ -64,6 +65,7 @@ pub struct Options {
     pub connect_timeout: Duration,
     pub reconnect: bool,
     pub atr: Vec<u8>,
+    pub atr_after_reset: Option<Vec<u8>>,
     pub config: Config,
     pub persistent: Persistent,
     pub vanish_after: Option<u64>,
@@ -117,6 +119,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     let mut connect_timeout = 10.0f64;
     let mut reconnect = false;
     let mut atr = parse_hex(DEFAULT_ATR)?;
+    let mut atr_after_reset = None;
     let mut config = Config::default();
     let mut admin_key = vec![0u8; 24];
     let mut pin = b"12345678".to_vec();
@@ -152,6 +155,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--connect-timeout" => connect_timeout = parse_num(&name, &value()?)?,
             "--reconnect" => reconnect = true,
             "--atr" => atr = parse_hex(&value()?)?,
+            "--atr-after-reset" => atr_after_reset = Some(parse_hex(&value()?)?),
             "--admin-key" => admin_key = parse_hex(&value()?)?,
             "--key-ref" => config.key_ref = parse_byte(&value()?)?,
             "--admin-tries" => admin_tries = Some(parse_num(&name, &value()?)?),
@@ -233,6 +237,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         connect_timeout: Duration::from_secs_f64(connect_timeout.min(1e9)),
         reconnect,
         atr,
+        atr_after_reset,
         config,
         persistent: Persistent {
             admin_key: AdminKey::new(admin_key).map_err(|e| format!("--admin-key: {e}"))?,
