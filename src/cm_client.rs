@@ -461,7 +461,10 @@ fn read_body(resp: Response, what: &str) -> Result<String, Error> {
     resp.take(CM_BODY_CAP + 1)
         .read_to_end(&mut body)
         .map_err(|e| {
-            Error::responder(format!("CM: cannot read the answer to {what}: {}", chain(&e)))
+            Error::responder(format!(
+                "CM: cannot read the answer to {what}: {}",
+                chain(&e)
+            ))
         })?;
     if body.len() as u64 > CM_BODY_CAP {
         return Err(too_big());

@@ -307,7 +307,7 @@ impl Connection {
         let name = CString::new(reader)
             .map_err(|_| Error::usage("the reader name contains a NUL byte"))?;
         let deadline = Instant::now() + wait;
-        let card = loop {
+        let mut card = loop {
             match ctx.connect(&name, ShareMode::Shared, Protocols::ANY) {
                 Ok(card) => break card,
                 Err(pcsc::Error::SharingViolation) if Instant::now() < deadline => {
@@ -317,14 +317,31 @@ impl Connection {
             }
         };
         // One SCardStatus call with room for any reader name and ATR (the
-        // owned variant asks for the lengths first: a second round trip).
+        // owned variant asks for the lengths first: a second round trip). Another
+        // run's end-of-run reset between our connect and this call: reconnect (nothing
+        // was sent yet, and this ATR is the one the run then holds on to).
         let (mut names, mut atr_buf) = ([0u8; 1024], [0u8; pcsc::MAX_ATR_SIZE]);
-        let atr = match card.status2(&mut names, &mut atr_buf) {
-            Ok(s) => Ok(s.atr().to_vec()),
-            Err(pcsc::Error::InsufficientBuffer) => card.status2_owned().map(|s| s.atr().to_vec()),
-            Err(e) => Err(e),
-        }
-        .map_err(|e| connect_error(e, reader, wait))?;
+        let mut resets = 0;
+        let atr = loop {
+            let status = match card.status2(&mut names, &mut atr_buf) {
+                Ok(s) => Ok(s.atr().to_vec()),
+                Err(pcsc::Error::InsufficientBuffer) => {
+                    card.status2_owned().map(|s| s.atr().to_vec())
+                }
+                Err(e) => Err(e),
+            };
+            match status {
+                Err(pcsc::Error::ResetCard) if resets < MIN_RECONNECTS * 4 => {
+                    resets += 1;
+                    match card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
+                    {
+                        Ok(()) | Err(pcsc::Error::ResetCard | pcsc::Error::SharingViolation) => {}
+                        Err(e) => return Err(connect_error(e, reader, wait)),
+                    }
+                }
+                other => break other.map_err(|e| connect_error(e, reader, wait))?,
+            }
+        };
         Ok(Connection {
             card,
             reader: reader.to_string(),
@@ -350,10 +367,11 @@ impl Connection {
     }
 
     /// Run `f` inside one PC/SC transaction. A card reset by another process before the
-    /// transaction began (nothing of it sent yet) is answered by a reconnect, as often as
-    /// `--wait-card` allows or [`MIN_RECONNECTS`] times; after each the card must show the
-    /// ATR this connection was opened with, or the run stops with [`Error::CardChanged`].
-    /// A reset inside `f` (once APDUs went out) is the caller's error: never retried here.
+    /// transaction began, or inside it while only reads went out ([`is_read_only`]: no
+    /// challenge yet), is answered by a reconnect and `f` again, as often as `--wait-card`
+    /// allows or [`MIN_RECONNECTS`] times; after each the card must show the ATR this
+    /// connection was opened with, or the run stops with [`Error::CardChanged`]. A reset
+    /// once anything else went out (GET CHALLENGE on) is the caller's error, never retried.
     pub fn transaction<R>(
         &mut self,
         f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
@@ -366,10 +384,17 @@ impl Connection {
                     let mut t = PcscTransport {
                         tx: &tx,
                         buf: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+                        only_reads: true,
+                        reset: false,
                     };
                     let result = f(&mut t);
+                    let retry = result.is_err() && t.retryable();
                     let _ = tx.end(Disposition::LeaveCard);
-                    return result;
+                    if !retry {
+                        return result;
+                    }
+                    // Another run's end-of-run reset landed in this transaction before
+                    // anything but reads went out: reconnect and run it again.
                 }
                 Err((_, pcsc::Error::ResetCard)) => {}
                 Err((_, e)) => return Err(transmit_error(e)),
@@ -390,12 +415,13 @@ impl Connection {
     /// connection was opened with (its ATR).
     fn reconnect(&mut self) -> Result<(), Error> {
         let mut again = 0u32;
-        loop {
-            match self
+        let atr = loop {
+            let status = self
                 .card
                 .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
-            {
-                Ok(()) => break,
+                .and_then(|()| self.card.status2_owned().map(|s| s.atr().to_vec()));
+            match status {
+                Ok(atr) => break atr,
                 // Reset again, or held by another run right now: once more, shortly.
                 Err(pcsc::Error::ResetCard | pcsc::Error::SharingViolation)
                     if again < MIN_RECONNECTS * 4 =>
@@ -405,13 +431,8 @@ impl Connection {
                 }
                 Err(e) => return Err(transmit_error(e)),
             }
-        }
+        };
         self.reconnects += 1;
-        let atr = self
-            .card
-            .status2_owned()
-            .map(|s| s.atr().to_vec())
-            .map_err(transmit_error)?;
         if atr != self.atr {
             return Err(Error::CardChanged {
                 reader: self.reader.clone(),
@@ -438,15 +459,44 @@ struct PcscTransport<'a, 'tx> {
     tx: &'a pcsc::Transaction<'tx>,
     /// The receive buffer, zeroed once per transaction rather than per APDU.
     buf: Vec<u8>,
+    /// Every command sent in this transaction only read (see [`is_read_only`]).
+    only_reads: bool,
+    /// A command failed because another process reset the card.
+    reset: bool,
+}
+
+impl PcscTransport<'_, '_> {
+    /// Whether the transaction failed on a reset before anything but reads went out: then
+    /// the whole transaction may run again on a reconnected card.
+    fn retryable(&self) -> bool {
+        self.reset && self.only_reads
+    }
+}
+
+/// ISO 7816-4 commands that only read: SELECT, READ BINARY/RECORD, GET DATA, GET
+/// RESPONSE, and VERIFY without data (the PIN tries query). Anything else, GET CHALLENGE
+/// first of all, ends the part of a transaction that a reset lets run again.
+fn is_read_only(apdu: &[u8]) -> bool {
+    match apdu.get(1) {
+        Some(0xA4 | 0xB0 | 0xB1 | 0xB2 | 0xB3 | 0xCA | 0xCB | 0xC0) => true,
+        // VERIFY and EXTERNAL AUTHENTICATE without data or Le: the tries queries.
+        Some(0x20 | 0x82) => apdu.len() <= 4,
+        _ => false,
+    }
 }
 
 impl Transport for PcscTransport<'_, '_> {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error> {
-        let resp = self
-            .tx
-            .transmit(apdu, &mut self.buf)
-            .map_err(transmit_error)?
-            .to_vec();
+        self.only_reads &= is_read_only(apdu);
+        let resp = match self.tx.transmit(apdu, &mut self.buf) {
+            Ok(r) => r.to_vec(),
+            Err(e) => {
+                // pcsc-lite answers a transmit right after another process's reset with
+                // either error: the reset leaves the card's protocol undefined.
+                self.reset |= matches!(e, pcsc::Error::ResetCard | pcsc::Error::ProtoMismatch);
+                return Err(transmit_error(e));
+            }
+        };
         if resp.len() < 2 {
             // No status word: a card pulled mid-command can look like this
             // (vpcd answers an empty APDU). Ask PC/SC whether it is still there.

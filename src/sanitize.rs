@@ -103,7 +103,10 @@ mod tests {
         let doc = serde_json::to_string_pretty(&serde_json::json!({ "name": name })).unwrap();
         let safe = json(&doc);
         assert!(!safe.chars().any(|c| is_unsafe(c) && c != '\n'), "{safe}");
-        assert!(safe.contains("\\u009b") && safe.contains("\\u202e"), "{safe}");
+        assert!(
+            safe.contains("\\u009b") && safe.contains("\\u202e"),
+            "{safe}"
+        );
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back["name"], name);
     }

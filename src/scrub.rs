@@ -39,7 +39,10 @@ fn add(text: &str, whole_token: bool) {
     }
     let whole_token = whole_token || text.chars().count() < MIN_SUBSTRING;
     let mut all = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
-    if all.iter().any(|e| *e.text == text && e.whole_token == whole_token) {
+    if all
+        .iter()
+        .any(|e| *e.text == text && e.whole_token == whole_token)
+    {
         return;
     }
     all.push(Entry {
@@ -70,10 +73,7 @@ pub fn register_key(key: &[u8]) {
     register_raw(key);
     for hex in [hex::encode_upper(key), hex::encode(key)] {
         add(&hex, false);
-        let pairs: Vec<&str> = (0..hex.len())
-            .step_by(2)
-            .map(|i| &hex[i..i + 2])
-            .collect();
+        let pairs: Vec<&str> = (0..hex.len()).step_by(2).map(|i| &hex[i..i + 2]).collect();
         add(&pairs.join(" "), false);
         add(&pairs.join(":"), false);
     }
@@ -197,7 +197,10 @@ mod tests {
         );
         register_pin(b"4821");
         assert_eq!(text("pin 4821."), "pin REDACTED.");
-        assert_eq!(text("SW 94821 and 48210 and x4821"), "SW 94821 and 48210 and x4821");
+        assert_eq!(
+            text("SW 94821 and 48210 and x4821"),
+            "SW 94821 and 48210 and x4821"
+        );
         assert_eq!(text("4821"), "REDACTED");
         let mut v = serde_json::json!({"m": ["a 4821 b", {"k": "eyJ-token-7731"}], "n": 4821});
         value(&mut v);

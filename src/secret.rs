@@ -183,9 +183,7 @@ pub fn read_regular_file(
     // unzeroized copy behind.
     let want = usize::try_from(meta.len().min(cap) + 1).unwrap_or(usize::MAX);
     let mut bytes = Zeroizing::new(Vec::with_capacity(want));
-    file.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
+    file.take(cap + 1).read_to_end(&mut bytes).map_err(cannot)?;
     if bytes.len() as u64 > cap {
         return Err(too_large(bytes.len() as u64));
     }
@@ -355,8 +353,14 @@ mod tests {
     #[test]
     fn reads_a_bounded_line() {
         let mut r = std::io::Cursor::new(b"1234\r\nrest".to_vec());
-        assert_eq!(&read_line_bounded(&mut r, 16).unwrap().unwrap()[..], b"1234");
-        assert_eq!(&read_line_bounded(&mut r, 16).unwrap().unwrap()[..], b"rest");
+        assert_eq!(
+            &read_line_bounded(&mut r, 16).unwrap().unwrap()[..],
+            b"1234"
+        );
+        assert_eq!(
+            &read_line_bounded(&mut r, 16).unwrap().unwrap()[..],
+            b"rest"
+        );
         assert!(read_line_bounded(&mut r, 16).unwrap().is_none());
         let mut zeros = std::io::BufReader::new(std::io::repeat(0));
         assert!(matches!(
