@@ -123,6 +123,8 @@ fn measured(csock: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&Pa
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // Reaped by wait4 below, for its rusage (Child::wait would not give it).
+    #[allow(clippy::zombie_processes)]
     let mut child = cmd.spawn().expect("spawn scunblock");
     let pid = child.id() as libc::pid_t;
     let drain = |mut r: Box<dyn Read + Send>| {
@@ -417,10 +419,11 @@ mod arguments {
                 // A --wait-card that parses must not make a case wait for a missing card.
                 let mut rest = rest;
                 for i in 0..rest.len() {
-                    if rest[i] == "--wait-card" && i + 1 < rest.len() {
-                        if rest[i + 1].parse::<u64>().is_ok_and(|n| n <= 86_400) {
-                            rest[i + 1] = "0".into();
-                        }
+                    if rest[i] == "--wait-card"
+                        && i + 1 < rest.len()
+                        && rest[i + 1].parse::<u64>().is_ok_and(|n| n <= 86_400)
+                    {
+                        rest[i + 1] = "0".into();
                     }
                 }
                 v.extend(rest);
