@@ -45,8 +45,11 @@ fn add(text: &str, whole_token: bool) {
     {
         return;
     }
+    // Sized once (String::from copies into an exact allocation), zeroized on drop.
+    let mut owned = Zeroizing::new(String::with_capacity(text.len()));
+    owned.push_str(text);
     all.push(Entry {
-        text: Zeroizing::new(text.to_string()),
+        text: owned,
         whole_token,
     });
     // Longest first: a secret that contains another is blanked whole.
@@ -66,25 +69,41 @@ pub fn register_raw(secret: &[u8]) {
 }
 
 /// Key bytes (the admin key): raw, hex in both cases, spaced and colon-separated, base64.
+/// Every form is built in a buffer sized once and zeroized when dropped: no unzeroized
+/// copy of the key's digits is freed on the way (tests/secrets.rs scans freed memory).
 pub fn register_key(key: &[u8]) {
+    use std::fmt::Write as _;
     if key.is_empty() {
         return;
     }
     register_raw(key);
-    for hex in [hex::encode_upper(key), hex::encode(key)] {
-        add(&hex, false);
-        let pairs: Vec<&str> = (0..hex.len()).step_by(2).map(|i| &hex[i..i + 2]).collect();
-        add(&pairs.join(" "), false);
-        add(&pairs.join(":"), false);
+    for upper in [true, false] {
+        for sep in ["", " ", ":"] {
+            let mut form = Zeroizing::new(String::with_capacity(key.len() * 3));
+            for (i, b) in key.iter().enumerate() {
+                if i > 0 {
+                    form.push_str(sep);
+                }
+                let _ = if upper {
+                    write!(form, "{b:02X}")
+                } else {
+                    write!(form, "{b:02x}")
+                };
+            }
+            add(&form, false);
+        }
     }
-    add(
-        &base64::engine::general_purpose::STANDARD.encode(key),
-        false,
-    );
-    add(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key),
-        false,
-    );
+    for engine in [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        let mut form = Zeroizing::new(vec![0u8; key.len().div_ceil(3) * 4]);
+        if let Ok(n) = engine.encode_slice(key, &mut form[..]) {
+            if let Ok(text) = std::str::from_utf8(&form[..n]) {
+                add(text, false);
+            }
+        }
+    }
 }
 
 /// A PIN, PUK or PKCS#11 PIN: blanked as a whole token only.
