@@ -459,7 +459,7 @@ struct PcscTransport<'a, 'tx> {
     tx: &'a pcsc::Transaction<'tx>,
     /// The receive buffer, zeroed once per transaction rather than per APDU.
     buf: Vec<u8>,
-    /// Every command sent in this transaction only read (see [`is_read_only`]).
+    /// Every command the card received in this transaction only read ([`is_read_only`]).
     only_reads: bool,
     /// A command failed because another process reset the card.
     reset: bool,
@@ -487,16 +487,18 @@ fn is_read_only(apdu: &[u8]) -> bool {
 
 impl Transport for PcscTransport<'_, '_> {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error> {
-        self.only_reads &= is_read_only(apdu);
         let resp = match self.tx.transmit(apdu, &mut self.buf) {
             Ok(r) => r.to_vec(),
             Err(e) => {
-                // pcsc-lite answers a transmit right after another process's reset with
-                // either error: the reset leaves the card's protocol undefined.
+                // pcsc-lite refuses a transmit after another process's reset with either
+                // error, before anything reaches the card (the reset leaves the card's
+                // protocol undefined): this command was not sent.
                 self.reset |= matches!(e, pcsc::Error::ResetCard | pcsc::Error::ProtoMismatch);
                 return Err(transmit_error(e));
             }
         };
+        // Counted once the card has it: a GET CHALLENGE refused for a reset never went out.
+        self.only_reads &= is_read_only(apdu);
         if resp.len() < 2 {
             // No status word: a card pulled mid-command can look like this
             // (vpcd answers an empty APDU). Ask PC/SC whether it is still there.

@@ -10,8 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -107,11 +106,29 @@ impl Row {
     }
 }
 
-/// Run the binary, reading its output on threads, and reap it with wait4 for its peak RSS
-/// (ru_maxrss, KiB). Killed (and the test failed) if it runs longer than [`HANG`].
+/// GNU time (`scripts/deps` installs it): the child's peak RSS. Not wait4's rusage of our
+/// own child: Linux keeps the larger of the parent's RSS across fork and exec in
+/// ru_maxrss, so a child of this (large) test process would report the test's size.
+const GNU_TIME: &str = "/usr/bin/time";
+
+/// Run the binary under GNU time in its own process group and return the run and its peak
+/// RSS (KiB). Killed (and the test failed) if it runs longer than [`HANG`].
 fn measured(csock: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&Path>) -> (Run, u64) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scunblock"));
-    cmd.args(args)
+    use std::os::unix::process::CommandExt;
+    assert!(
+        Path::new(GNU_TIME).is_file(),
+        "{GNU_TIME} is missing: scripts/deps install (Debian package time)"
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let rss_file = out_dir.path().join("rss");
+    let mut cmd = Command::new(GNU_TIME);
+    cmd.arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
+        .arg(env!("CARGO_BIN_EXE_scunblock"))
+        .args(args)
+        .process_group(0)
         .env_remove("SCUNBLOCK_READER")
         .env("PCSCLITE_CSOCK_NAME", csock)
         .stdout(Stdio::piped())
@@ -123,57 +140,32 @@ fn measured(csock: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&Pa
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // Reaped by wait4 below, for its rusage (Child::wait would not give it).
-    #[allow(clippy::zombie_processes)]
-    let mut child = cmd.spawn().expect("spawn scunblock");
-    let pid = child.id() as libc::pid_t;
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            String::from_utf8_lossy(&v).into_owned()
-        })
+    let child = cmd.spawn().expect("spawn scunblock under GNU time");
+    let pgid = child.id() as libc::pid_t;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(HANG) {
+        Ok(out) => out.expect("wait for scunblock"),
+        Err(_) => {
+            // SAFETY: signals the process group of our own child (time and scunblock).
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            panic!("scunblock {args:?} still ran after {HANG:?} (killed): an unbounded read?");
+        }
     };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let done = Arc::new(AtomicBool::new(false));
-    let hung = Arc::new(AtomicBool::new(false));
-    {
-        let (done, hung) = (done.clone(), hung.clone());
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + HANG;
-            while !done.load(Ordering::SeqCst) {
-                if Instant::now() >= deadline {
-                    hung.store(true, Ordering::SeqCst);
-                    // SAFETY: our own child, not reaped yet (done is false).
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-    }
-    let mut status = 0;
-    // SAFETY: plain wait4 on our own child with valid pointers.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    done.store(true, Ordering::SeqCst);
-    assert_eq!(rc, pid, "wait4");
     let run = Run {
-        code: if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            -1
-        },
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
-    assert!(
-        !hung.load(Ordering::SeqCst),
-        "scunblock {args:?} still ran after {HANG:?} (killed): an unbounded read?\n{}",
-        run.all()
-    );
-    (run, usage.ru_maxrss as u64)
+    let rss = std::fs::read_to_string(&rss_file).unwrap_or_default();
+    let rss = rss
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("GNU time wrote no peak RSS: {rss:?}\n{}", run.all()));
+    (run, rss)
 }
 
 // --- 1. secrets never come back out ---------------------------------------------------------
