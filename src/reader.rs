@@ -307,11 +307,20 @@ impl Connection {
         let name = CString::new(reader)
             .map_err(|_| Error::usage("the reader name contains a NUL byte"))?;
         let deadline = Instant::now() + wait;
+        let mut resets = 0;
         let mut card = loop {
             match ctx.connect(&name, ShareMode::Shared, Protocols::ANY) {
                 Ok(card) => break card,
                 Err(pcsc::Error::SharingViolation) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
+                }
+                // Another run's end-of-run reset under way (the card's protocol is
+                // undefined until it is powered again): connect again, shortly.
+                Err(pcsc::Error::ResetCard | pcsc::Error::ProtoMismatch)
+                    if resets < MIN_RECONNECTS * 4 =>
+                {
+                    resets += 1;
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => return Err(connect_error(e, reader, wait)),
             }
@@ -321,7 +330,6 @@ impl Connection {
         // run's end-of-run reset between our connect and this call: reconnect (nothing
         // was sent yet, and this ATR is the one the run then holds on to).
         let (mut names, mut atr_buf) = ([0u8; 1024], [0u8; pcsc::MAX_ATR_SIZE]);
-        let mut resets = 0;
         let atr = loop {
             let status = match card.status2(&mut names, &mut atr_buf) {
                 Ok(s) => Ok(s.atr().to_vec()),
@@ -331,11 +339,18 @@ impl Connection {
                 Err(e) => Err(e),
             };
             match status {
-                Err(pcsc::Error::ResetCard) if resets < MIN_RECONNECTS * 4 => {
+                Err(pcsc::Error::ResetCard | pcsc::Error::ProtoMismatch)
+                    if resets < MIN_RECONNECTS * 4 =>
+                {
                     resets += 1;
                     match card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
                     {
-                        Ok(()) | Err(pcsc::Error::ResetCard | pcsc::Error::SharingViolation) => {}
+                        Ok(())
+                        | Err(
+                            pcsc::Error::ResetCard
+                            | pcsc::Error::ProtoMismatch
+                            | pcsc::Error::SharingViolation,
+                        ) => std::thread::sleep(Duration::from_millis(20)),
                         Err(e) => return Err(connect_error(e, reader, wait)),
                     }
                 }
@@ -422,10 +437,13 @@ impl Connection {
                 .and_then(|()| self.card.status2_owned().map(|s| s.atr().to_vec()));
             match status {
                 Ok(atr) => break atr,
-                // Reset again, or held by another run right now: once more, shortly.
-                Err(pcsc::Error::ResetCard | pcsc::Error::SharingViolation)
-                    if again < MIN_RECONNECTS * 4 =>
-                {
+                // Reset again (or being reset), or held by another run right now: once
+                // more, shortly.
+                Err(
+                    pcsc::Error::ResetCard
+                    | pcsc::Error::ProtoMismatch
+                    | pcsc::Error::SharingViolation,
+                ) if again < MIN_RECONNECTS * 4 => {
                     again += 1;
                     std::thread::sleep(Duration::from_millis(20));
                 }
