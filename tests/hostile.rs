@@ -520,42 +520,68 @@ fn a_hostile_reader_name_never_reaches_a_stream_raw() {
     assert_eq!(r.card.state()["pin"], PIN);
 }
 
+/// Run `scunblock watch ARGS` (with `--json` if `json`) until its stdout shows `until`,
+/// then SIGTERM it; returns its stdout and stderr. Bounded: no `until` within 20 s fails.
+fn watch_until(
+    stack: &VStack,
+    args: &[&str],
+    env: &[(&str, &str)],
+    json: bool,
+    until: &str,
+) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("watch.out");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scunblock"));
+    cmd.arg("watch")
+        .args(args)
+        .env_remove("SCUNBLOCK_READER")
+        .env("PCSCLITE_CSOCK_NAME", stack.csock())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if json {
+        cmd.arg("--json");
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .contains(until)
+    {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "no {until} from watch {args:?}: {}",
+                std::fs::read_to_string(&out).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let text = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    (text, stderr)
+}
+
 #[test]
 fn watch_escapes_a_hostile_reader_name_in_text_and_json() {
     let r = evil_row();
     let name = r.stack.reader_name(0);
     for json in [false, true] {
-        let out = r.dir.path().join(format!("watch-{json}.out"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scunblock"));
-        cmd.arg("watch")
-            .env_remove("SCUNBLOCK_READER")
-            .env("PCSCLITE_CSOCK_NAME", r.stack.csock())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(Stdio::piped());
-        if json {
-            cmd.arg("--json");
-        }
-        let mut child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .contains("card_inserted")
-        {
-            assert!(Instant::now() < deadline, "no card_inserted event");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // SAFETY: signals our own child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
-        assert_eq!(child.wait().unwrap().code(), Some(0), "{stderr}");
-        let text = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+        let (text, stderr) = watch_until(&r.stack, &[], &[], json, "card_inserted");
         assert_terminal_safe("watch stdout", &text);
         assert_terminal_safe("watch stderr", &stderr);
         if json {
@@ -572,6 +598,50 @@ fn watch_escapes_a_hostile_reader_name_in_text_and_json() {
             );
         }
     }
+}
+
+#[test]
+fn watch_events_never_carry_an_echoed_token() {
+    let r = row(&[]);
+    let cm = CmServer::start(&["--echo-headers", "500"]);
+    let card_id = format!("echo {DOCS_CARD_ID}");
+    let args = [
+        "--unblock",
+        "--cm",
+        cm.url.as_str(),
+        "--allow-http",
+        "--cm-auth",
+        "bearer",
+        "--cm-token-env",
+        "CM_TOKEN",
+        "--card-id-command",
+        &card_id,
+        "--new-pin-command",
+        "echo 24681357",
+        "--trace",
+        "-v",
+    ];
+    for json in [true, false] {
+        let (text, stderr) = watch_until(
+            &r.stack,
+            &args,
+            &[("CM_TOKEN", TOKEN)],
+            json,
+            "unblock_failed",
+        );
+        assert!(
+            cm.requests()
+                .iter()
+                .any(|q| q["headers"].to_string().contains(TOKEN)),
+            "the token never reached the echoing server"
+        );
+        let all = format!("{text}\n{stderr}");
+        for form in token_forms() {
+            assert!(!all.contains(&form), "{form:?} leaked:\n{all}");
+        }
+        assert!(text.contains("Bearer REDACTED"), "{text}");
+    }
+    assert_eq!(cryptograms(&r.card.state()), 0);
 }
 
 // --- 4. every read is bounded -------------------------------------------------------------------
