@@ -130,15 +130,11 @@ impl fmt::Debug for AdminKey {
 
 impl AdminKey {
     /// A key from its raw bytes: 16, 24 or 32.
-    /// The key is registered with the scrubber in all its printable forms.
     pub fn from_bytes(bytes: &[u8]) -> Result<AdminKey, Error> {
         match bytes.len() {
-            16 | 24 | 32 => {
-                crate::scrub::register_key(bytes);
-                Ok(AdminKey {
-                    bytes: Zeroizing::new(bytes.to_vec()),
-                })
-            }
+            16 | 24 | 32 => Ok(AdminKey {
+                bytes: Zeroizing::new(bytes.to_vec()),
+            }),
             n => Err(Error::usage(format!(
                 "the admin key has {n} bytes; a 3DES admin key has 24 (3-key) or 16 (2-key), \
                  an AES key 16, 24 or 32"
@@ -192,6 +188,12 @@ impl AdminKey {
 
     pub fn len(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// Blank this key, in all its printable forms, in every output from now on
+    /// ([`crate::scrub::register_key`]). The command line does so for the key it reads.
+    pub fn register_for_scrubbing(&self) {
+        crate::scrub::register_key(&self.bytes);
     }
 
     pub fn is_empty(&self) -> bool {

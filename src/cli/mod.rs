@@ -258,6 +258,7 @@ fn admin_key(k: &KeyArgs) -> Result<Option<AdminKey>, Error> {
     let text = secret::read(&key_source, "admin key", k.allow_insecure_key_file)?;
     crate::scrub::register_raw(&text);
     let key = AdminKey::parse(&text)?;
+    key.register_for_scrubbing();
     crate::log::verbose(format!(
         "admin key: {} bytes, check value {}",
         key.len(),
@@ -570,6 +571,7 @@ fn new_pin(p: &PinArgs, applet: &IsoApplet) -> Result<Pin, Error> {
         ));
     };
     let pin = Pin::new(bytes);
+    pin.register_for_scrubbing();
     applet.check_pin(&pin)?;
     Ok(pin)
 }

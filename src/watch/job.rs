@@ -486,9 +486,13 @@ fn new_pin(
         timeout: shared.cfg.new_pin_timeout,
     };
     let pin = match command::run(&spec, &|| new_pin_stop(shared, job)) {
-        Ok(out) => Pin::new(zeroize::Zeroizing::new(
-            secret::strip_line_end(&out).to_vec(),
-        )),
+        Ok(out) => {
+            let pin = Pin::new(zeroize::Zeroizing::new(
+                secret::strip_line_end(&out).to_vec(),
+            ));
+            pin.register_for_scrubbing();
+            pin
+        }
         Err(CommandFailure::Stopped(_)) if job.is_removed() => return Err(PinProblem::Removed),
         Err(e @ CommandFailure::TimedOut(_)) => {
             return Err(PinProblem::Skip(
