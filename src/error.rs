@@ -30,10 +30,12 @@ pub enum Error {
     },
 
     /// After a reconnect (another process reset the card while this run waited), the
-    /// reader holds a different card: nothing more is sent to it.
-    #[error("the card in reader {reader} changed while this run waited (ATR {before}, now {after}); nothing was sent to the new card")]
+    /// reader holds a different card: nothing more is sent to it. `what` names what
+    /// differs: "ATR" (compared by the connection) or "card id" (by the flow).
+    #[error("the card in reader {reader} changed while this run waited ({what} {before}, now {after}); nothing was sent to the new card")]
     CardChanged {
         reader: String,
+        what: &'static str,
         before: String,
         after: String,
     },

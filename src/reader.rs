@@ -454,6 +454,7 @@ impl Connection {
         if atr != self.atr {
             return Err(Error::CardChanged {
                 reader: self.reader.clone(),
+                what: "ATR",
                 before: crate::apdu::spaced_hex(&self.atr),
                 after: crate::apdu::spaced_hex(&atr),
             });
