@@ -152,6 +152,43 @@ pub fn read_regular_file(
     check: impl FnOnce(&std::fs::Metadata) -> Result<(), Error>,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     use std::io::Read;
+    let (file, meta) = open_regular_file(path, what, cap)?;
+    check(&meta)?;
+    // Sized once (the length seen, at most the cap, + 1): no reallocation leaves an
+    // unzeroized copy behind.
+    let want = usize::try_from(meta.len().min(cap) + 1).unwrap_or(usize::MAX);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(want));
+    file.take(cap + 1).read_to_end(&mut bytes).map_err(|e| {
+        Error::usage(format!(
+            "cannot read the {what} file {}: {e}",
+            path.display()
+        ))
+    })?;
+    if bytes.len() as u64 > cap {
+        return Err(too_large(path, what, cap, bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// The most a keytab (`--keytab`) may hold; the GSSAPI library reads it.
+pub const KEYTAB_FILE_CAP: u64 = 1024 * 1024;
+
+fn too_large(path: &Path, what: &str, cap: u64, len: u64) -> Error {
+    Error::usage(format!(
+        "the {what} file {} is {len} bytes or more: a {what} file may hold at most {cap}",
+        path.display()
+    ))
+}
+
+/// Open a file the tool was pointed at without blocking (a FIFO would block the open
+/// itself until a writer came) and check, on the open handle, that it is a regular file
+/// of at most `cap` bytes: exit 2 otherwise. For a file another library reads (a keytab),
+/// this is the whole check.
+pub fn open_regular_file(
+    path: &Path,
+    what: &str,
+    cap: u64,
+) -> Result<(std::fs::File, std::fs::Metadata), Error> {
     let cannot = |e: std::io::Error| {
         Error::usage(format!(
             "cannot read the {what} file {}: {e}",
@@ -163,7 +200,6 @@ pub fn read_regular_file(
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        // A FIFO would block the open itself until a writer comes.
         options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
     }
     let file = options.open(path).map_err(cannot)?;
@@ -175,25 +211,10 @@ pub fn read_regular_file(
             path.display()
         )));
     }
-    let too_large = |len: u64| {
-        Error::usage(format!(
-            "the {what} file {} is {len} bytes or more: a {what} file may hold at most {cap}",
-            path.display()
-        ))
-    };
     if meta.len() > cap {
-        return Err(too_large(meta.len()));
+        return Err(too_large(path, what, cap, meta.len()));
     }
-    check(&meta)?;
-    // Sized once (the length seen, at most the cap, + 1): no reallocation leaves an
-    // unzeroized copy behind.
-    let want = usize::try_from(meta.len().min(cap) + 1).unwrap_or(usize::MAX);
-    let mut bytes = Zeroizing::new(Vec::with_capacity(want));
-    file.take(cap + 1).read_to_end(&mut bytes).map_err(cannot)?;
-    if bytes.len() as u64 > cap {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(bytes)
+    Ok((file, meta))
 }
 
 #[cfg(unix)]

@@ -792,6 +792,10 @@ fn every_file_option_refuses_a_fifo_and_a_device() {
                 cm_args(&["--cm-auth", "none", "--cm-ca-file", "BAD"]),
             ),
             (
+                "--keytab",
+                cm_args(&["--cm-auth", "negotiate", "--keytab", "BAD"]),
+            ),
+            (
                 "--cm-client-cert",
                 cm_args(&[
                     "--cm-auth",
