@@ -190,6 +190,12 @@ impl AdminKey {
         self.bytes.len()
     }
 
+    /// Blank this key, in all its printable forms, in every output from now on
+    /// ([`crate::scrub::register_key`]). The command line does so for the key it reads.
+    pub fn register_for_scrubbing(&self) {
+        crate::scrub::register_key(&self.bytes);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }

@@ -135,9 +135,12 @@ impl CmClient {
             .tls_info(true)
             .user_agent(concat!("scunblock/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| {
-                Error::usage(format!("cannot read --cm-ca-file {}: {e}", ca.display()))
-            })?;
+            let pem = crate::secret::read_regular_file(
+                ca,
+                "--cm-ca-file",
+                crate::secret::CERT_FILE_CAP,
+                |_| Ok(()),
+            )?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 Error::usage(format!(
                     "--cm-ca-file {} holds no PEM certificate: {e}",
@@ -154,12 +157,12 @@ impl CmClient {
         }
         match (&cfg.client_cert, &cfg.client_key) {
             (Some(cert), Some(key)) => {
-                let mut pem = std::fs::read(cert).map_err(|e| {
-                    Error::usage(format!(
-                        "cannot read --cm-client-cert {}: {e}",
-                        cert.display()
-                    ))
-                })?;
+                let mut pem = crate::secret::read_regular_file(
+                    cert,
+                    "--cm-client-cert",
+                    crate::secret::CERT_FILE_CAP,
+                    |_| Ok(()),
+                )?;
                 let key_pem =
                     crate::secret::read(&crate::secret::Source::File(key), "client key", false)?;
                 pem.push(b'\n');
@@ -169,7 +172,6 @@ impl CmClient {
                         "--cm-client-cert/--cm-client-key are not a PEM certificate and key: {e}"
                     ))
                 });
-                zeroize::Zeroize::zeroize(&mut pem);
                 builder = builder.identity(id?);
             }
             (None, None) => {}
@@ -426,12 +428,7 @@ impl CmClient {
 
     fn expect_json(&self, resp: Response, what: &str, ok: &[StatusCode]) -> Result<Value, Error> {
         let status = resp.status();
-        let text = resp.text().map_err(|e| {
-            Error::responder(format!(
-                "CM: cannot read the answer to {what}: {}",
-                chain(&e)
-            ))
-        })?;
+        let text = read_body(resp, what)?;
         if !ok.contains(&status) {
             return Err(status_error(status, &text, what));
         }
@@ -441,6 +438,38 @@ impl CmClient {
         serde_json::from_str(&text)
             .map_err(|e| malformed(what, &format!("not JSON ({e}): {:?}", sanitize(&text))))
     }
+}
+
+/// The most a CM answer body may hold. CM's answers are a few hundred bytes (a smartcard
+/// list a few KiB); a bigger body is a hostile or broken server: exit 6 with bounded memory.
+pub const CM_BODY_CAP: u64 = 1024 * 1024;
+
+/// A CM answer's body as text, at most [`CM_BODY_CAP`] bytes read whatever the server
+/// sends or announces.
+fn read_body(resp: Response, what: &str) -> Result<String, Error> {
+    use std::io::Read;
+    let too_big = || {
+        Error::responder(format!(
+            "CM's answer to {what} is larger than {CM_BODY_CAP} bytes (the most this tool \
+             reads); nothing was sent to the card"
+        ))
+    };
+    if resp.content_length().is_some_and(|n| n > CM_BODY_CAP) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    resp.take(CM_BODY_CAP + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| {
+            Error::responder(format!(
+                "CM: cannot read the answer to {what}: {}",
+                chain(&e)
+            ))
+        })?;
+    if body.len() as u64 > CM_BODY_CAP {
+        return Err(too_big());
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// `base` + /CertificateManagement/api/v1.0/ + `path`, with the query values
@@ -547,9 +576,14 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// Server text for a message: printable, at most 200 characters.
+/// Server text for a message: printable, at most 200 characters. Scrubbed of secrets
+/// first: cut short first, an echoed token could survive in part, unrecognised.
 fn sanitize(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
+    crate::scrub::text(s)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
 }
 
 fn chain(e: &dyn std::error::Error) -> String {

@@ -34,6 +34,17 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// After a reconnect (another process reset the card while this run waited), the
+    /// reader holds a different card: nothing more is sent to it. `what` names what
+    /// differs: "ATR" (compared by the connection) or "card id" (by the flow).
+    #[error("the card in reader {reader} changed while this run waited ({what} {before}, now {after}); nothing was sent to the new card")]
+    CardChanged {
+        reader: String,
+        what: &'static str,
+        before: String,
+        after: String,
+    },
+
     /// The card refused the admin response.
     #[error("the card rejected the admin response (SW {sw:04X}){}", tries_suffix(*tries_left))]
     AdminRejected { sw: u16, tries_left: Tries },
@@ -150,7 +161,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::WrongCard(_) => 2,
-            Error::Unavailable { .. } => 3,
+            Error::Unavailable { .. } | Error::CardChanged { .. } => 3,
             Error::AdminRejected { .. } | Error::PukRejected { .. } => 4,
             Error::AdminBlocked { .. }
             | Error::LastTryRefused
@@ -173,6 +184,7 @@ impl Error {
             Error::PukBlocked { .. } => "puk_blocked",
             Error::PukLastTryRefused => "puk_last_try_refused",
             Error::Unavailable { .. } => "unavailable",
+            Error::CardChanged { .. } => "card_changed",
             Error::AdminRejected { .. } => "admin_rejected",
             Error::AdminBlocked { .. } => "admin_blocked",
             Error::LastTryRefused => "last_try_refused",
@@ -253,6 +265,11 @@ impl Error {
                     .into(),
             ),
             Error::Unavailable { hint, .. } => hint.clone(),
+            Error::CardChanged { .. } => Some(
+                "run again for the card now in the reader; a CM request made for the old card \
+                 stays open for it"
+                    .into(),
+            ),
             Error::AdminRejected { .. } => Some(
                 "check that the admin key (or the CM request and card id) belongs to this card \
                  before trying again; every wrong response spends a try"

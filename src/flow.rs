@@ -281,15 +281,16 @@ fn unblock<S: Session>(
         // 1-3. SELECT, tries, card id, key algorithm; refuse a blocked key,
         // the last try and unknown tries (unless allowed).
         preflight(&mut ch, applet, &*responder, opts, out)?;
-        if first_look.as_ref().is_some_and(|id| *id != out.card_id_raw) {
-            return Err(Error::unavailable(
-                format!(
-                    "the card in reader {} changed while the responder prepared (another card \
-                     id); nothing was sent",
-                    out.reader
-                ),
-                Some("put the card back and run again".to_string()),
-            ));
+        // The card may have been reset and swapped while the responder waited
+        // (a CM approval): the id read now must be the one read before.
+        if let Some(before) = first_look.as_ref().filter(|id| **id != out.card_id_raw) {
+            let shown = |id: &Option<String>| id.clone().unwrap_or_else(|| "none".into());
+            return Err(Error::CardChanged {
+                reader: out.reader.clone(),
+                what: "card id",
+                before: shown(before),
+                after: shown(&out.card_id_raw),
+            });
         }
         card.card_id = out.card_id.clone();
 

@@ -22,6 +22,8 @@ pub mod negotiate;
 pub mod profile;
 pub mod reader;
 pub mod responder;
+pub mod sanitize;
+pub mod scrub;
 pub mod secret;
 pub mod tlv;
 pub mod transport;

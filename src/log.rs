@@ -1,7 +1,9 @@
 //! Diagnostics on stderr: `-v` messages, warnings and the APDU trace.
 //!
-//! Nothing here ever receives a secret: callers pass text built from types
-//! whose `Debug`/`Display` redact.
+//! Callers pass text built from types whose `Debug`/`Display` redact. Outside text
+//! (server messages, reader names, card data) can still carry a secret back in or an
+//! escape sequence, so every line is scrubbed ([`crate::scrub`]) and made terminal-safe
+//! ([`crate::sanitize`]) here, on its way out.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,8 @@ pub fn is_verbose() -> bool {
 }
 
 fn emit(line: &str) {
+    let line = crate::scrub::text(line);
+    let line = crate::sanitize::text(&line);
     let stderr = std::io::stderr();
     let mut lock = stderr.lock();
     let _ = writeln!(lock, "{line}");

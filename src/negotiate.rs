@@ -222,12 +222,8 @@ impl Negotiator {
             ));
         }
         if let Some(kt) = &cfg.keytab {
-            if let Err(e) = std::fs::File::open(kt) {
-                return Err(Error::usage(format!(
-                    "cannot read --keytab {}: {e}",
-                    kt.display()
-                )));
-            }
+            // A regular file, opened without blocking: a FIFO would hang the open.
+            crate::secret::open_regular_file(kt, "--keytab", crate::secret::KEYTAB_FILE_CAP)?;
         }
         let provider =
             platform_provider(&cfg).map_err(|e| failure_message(e, &spn, cfg.keytab.as_deref()))?;

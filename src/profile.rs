@@ -53,9 +53,6 @@ use crate::admin_key::KeyAlg;
 use crate::error::Error;
 use crate::secret::Pin;
 
-/// The largest profile file read (a profile is a few hundred bytes).
-pub const MAX_PROFILE_BYTES: u64 = 64 * 1024;
-
 /// Where detection looks for site profiles unless `--profiles-dir` says.
 pub const DEFAULT_PROFILES_DIR: &str = "/etc/scunblock/profiles.d";
 
@@ -380,8 +377,16 @@ impl CardProfile {
 
     /// Load a TOML profile file.
     pub fn load(path: &Path) -> Result<CardProfile, Error> {
-        let text = read_small_file(path)?;
-        CardProfile::from_toml(&text)
+        let bytes = crate::secret::read_regular_file(
+            path,
+            "profile",
+            crate::secret::PROFILE_FILE_CAP,
+            |_| Ok(()),
+        )?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Error::usage(format!("the profile {} is not UTF-8 text", path.display()))
+        })?;
+        CardProfile::from_toml(text)
             .map_err(|e| Error::usage(format!("profile {}: {e}", path.display())))
     }
 
@@ -577,27 +582,6 @@ fn merge(mut base: toml::Table, over: toml::Table) -> toml::Table {
         }
     }
     base
-}
-
-/// Read a profile file: a regular file of at most [`MAX_PROFILE_BYTES`].
-fn read_small_file(path: &Path) -> Result<String, Error> {
-    use std::io::Read;
-    let bad = |e: String| Error::usage(format!("cannot read the profile {}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(bad("not a regular file".into()));
-    }
-    if meta.len() > MAX_PROFILE_BYTES {
-        return Err(bad(format!(
-            "{} bytes; a profile has at most {MAX_PROFILE_BYTES}",
-            meta.len()
-        )));
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_PROFILE_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(text)
 }
 
 /// An ATR pattern: bytes, `..` for any byte; the whole ATR must match.

@@ -281,11 +281,23 @@ fn wait_for_reader(
     }
 }
 
+/// Reconnects after another process's reset that a run makes without `--wait-card`
+/// (with it: as many as fit in the wait, at least these). Concurrent runs on one card
+/// (a kiosk script running `unblock` per request) each reset the card at their end; a run
+/// waiting for its turn can see one reset per run ahead of it.
+pub const MIN_RECONNECTS: u32 = 16;
+
 /// A connection to the card in one reader.
 pub struct Connection {
     card: pcsc::Card,
     reader: String,
+    /// The ATR the connection was opened with: after every reconnect the card must show
+    /// the same one, or the run stops ([`Error::CardChanged`]).
     atr: Vec<u8>,
+    /// How long `--wait-card` lets this run wait, for reconnects too.
+    wait: Duration,
+    /// Reconnects made so far (after another process reset the card).
+    reconnects: u32,
 }
 
 impl Connection {
@@ -295,29 +307,70 @@ impl Connection {
         let name = CString::new(reader)
             .map_err(|_| Error::usage("the reader name contains a NUL byte"))?;
         let deadline = Instant::now() + wait;
-        let card = loop {
+        let mut resets = 0;
+        let mut card = loop {
             match ctx.connect(&name, ShareMode::Shared, Protocols::ANY) {
                 Ok(card) => break card,
                 Err(pcsc::Error::SharingViolation) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
+                // Another run's end-of-run reset under way (the card's protocol is
+                // undefined until it is powered again): connect again, shortly.
+                Err(pcsc::Error::ResetCard | pcsc::Error::ProtoMismatch)
+                    if resets < MIN_RECONNECTS * 4 =>
+                {
+                    resets += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 Err(e) => return Err(connect_error(e, reader, wait)),
             }
         };
         // One SCardStatus call with room for any reader name and ATR (the
-        // owned variant asks for the lengths first: a second round trip).
+        // owned variant asks for the lengths first: a second round trip). Another
+        // run's end-of-run reset between our connect and this call: reconnect (nothing
+        // was sent yet, and this ATR is the one the run then holds on to).
         let (mut names, mut atr_buf) = ([0u8; 1024], [0u8; pcsc::MAX_ATR_SIZE]);
-        let atr = match card.status2(&mut names, &mut atr_buf) {
-            Ok(s) => Ok(s.atr().to_vec()),
-            Err(pcsc::Error::InsufficientBuffer) => card.status2_owned().map(|s| s.atr().to_vec()),
-            Err(e) => Err(e),
-        }
-        .map_err(|e| connect_error(e, reader, wait))?;
+        let atr = loop {
+            let status = match card.status2(&mut names, &mut atr_buf) {
+                Ok(s) => Ok(s.atr().to_vec()),
+                Err(pcsc::Error::InsufficientBuffer) => {
+                    card.status2_owned().map(|s| s.atr().to_vec())
+                }
+                Err(e) => Err(e),
+            };
+            match status {
+                Err(pcsc::Error::ResetCard | pcsc::Error::ProtoMismatch)
+                    if resets < MIN_RECONNECTS * 4 =>
+                {
+                    resets += 1;
+                    match card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
+                    {
+                        Ok(())
+                        | Err(
+                            pcsc::Error::ResetCard
+                            | pcsc::Error::ProtoMismatch
+                            | pcsc::Error::SharingViolation,
+                        ) => std::thread::sleep(Duration::from_millis(20)),
+                        Err(e) => return Err(connect_error(e, reader, wait)),
+                    }
+                }
+                other => break other.map_err(|e| connect_error(e, reader, wait))?,
+            }
+        };
         Ok(Connection {
             card,
             reader: reader.to_string(),
             atr,
+            wait,
+            reconnects: 0,
         })
+    }
+
+    /// How many times this connection reconnected after another process reset the card.
+    /// A flow that read a card id before may compare it again when this grew (the ATR is
+    /// compared here, on every reconnect).
+    pub fn reconnects(&self) -> u32 {
+        self.reconnects
     }
 
     pub fn reader(&self) -> &str {
@@ -328,32 +381,85 @@ impl Connection {
         &self.atr
     }
 
-    /// Run `f` inside one PC/SC transaction. A card reset before the
-    /// transaction began (nothing sent yet) is answered by one reconnect.
+    /// Run `f` inside one PC/SC transaction. A card reset by another process before the
+    /// transaction began, or inside it while only reads went out ([`is_read_only`]: no
+    /// challenge yet), is answered by a reconnect and `f` again, as often as `--wait-card`
+    /// allows or [`MIN_RECONNECTS`] times; after each the card must show the ATR this
+    /// connection was opened with, or the run stops with [`Error::CardChanged`]. A reset
+    /// once anything else went out (GET CHALLENGE on) is the caller's error, never retried.
     pub fn transaction<R>(
         &mut self,
         f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let tx = match self.card.transaction2() {
-            Ok(tx) => tx,
-            Err((card, pcsc::Error::ResetCard)) => {
-                crate::log::verbose(
-                    "the card was reset by another process between transactions (nothing of \
-                     this transaction was sent yet): reconnecting",
-                );
-                card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
-                    .map_err(transmit_error)?;
-                card.transaction().map_err(transmit_error)?
+        let deadline = Instant::now() + self.wait;
+        let mut tries = 0u32;
+        loop {
+            match self.card.transaction2() {
+                Ok(tx) => {
+                    let mut t = PcscTransport {
+                        tx: &tx,
+                        buf: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+                        only_reads: true,
+                        reset: false,
+                    };
+                    let result = f(&mut t);
+                    let retry = result.is_err() && t.retryable();
+                    let _ = tx.end(Disposition::LeaveCard);
+                    if !retry {
+                        return result;
+                    }
+                    // Another run's end-of-run reset landed in this transaction before
+                    // anything but reads went out: reconnect and run it again.
+                }
+                Err((_, pcsc::Error::ResetCard)) => {}
+                Err((_, e)) => return Err(transmit_error(e)),
             }
-            Err((_, e)) => return Err(transmit_error(e)),
+            tries += 1;
+            if tries > MIN_RECONNECTS && Instant::now() >= deadline {
+                return Err(transmit_error(pcsc::Error::ResetCard));
+            }
+            crate::log::verbose(
+                "the card was reset by another process between transactions (nothing of \
+                 this transaction was sent yet): reconnecting",
+            );
+            self.reconnect()?;
+        }
+    }
+
+    /// Reconnect after a reset, then check that the card is still the one this
+    /// connection was opened with (its ATR).
+    fn reconnect(&mut self) -> Result<(), Error> {
+        let mut again = 0u32;
+        let atr = loop {
+            let status = self
+                .card
+                .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
+                .and_then(|()| self.card.status2_owned().map(|s| s.atr().to_vec()));
+            match status {
+                Ok(atr) => break atr,
+                // Reset again (or being reset), or held by another run right now: once
+                // more, shortly.
+                Err(
+                    pcsc::Error::ResetCard
+                    | pcsc::Error::ProtoMismatch
+                    | pcsc::Error::SharingViolation,
+                ) if again < MIN_RECONNECTS * 4 => {
+                    again += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(transmit_error(e)),
+            }
         };
-        let mut t = PcscTransport {
-            tx: &tx,
-            buf: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
-        };
-        let result = f(&mut t);
-        let _ = tx.end(Disposition::LeaveCard);
-        result
+        self.reconnects += 1;
+        if atr != self.atr {
+            return Err(Error::CardChanged {
+                reader: self.reader.clone(),
+                what: "ATR",
+                before: crate::apdu::spaced_hex(&self.atr),
+                after: crate::apdu::spaced_hex(&atr),
+            });
+        }
+        Ok(())
     }
 
     /// Disconnect. `reset` resets the card, dropping any security state
@@ -372,15 +478,46 @@ struct PcscTransport<'a, 'tx> {
     tx: &'a pcsc::Transaction<'tx>,
     /// The receive buffer, zeroed once per transaction rather than per APDU.
     buf: Vec<u8>,
+    /// Every command the card received in this transaction only read ([`is_read_only`]).
+    only_reads: bool,
+    /// A command failed because another process reset the card.
+    reset: bool,
+}
+
+impl PcscTransport<'_, '_> {
+    /// Whether the transaction failed on a reset before anything but reads went out: then
+    /// the whole transaction may run again on a reconnected card.
+    fn retryable(&self) -> bool {
+        self.reset && self.only_reads
+    }
+}
+
+/// ISO 7816-4 commands that only read: SELECT, READ BINARY/RECORD, GET DATA, GET
+/// RESPONSE, and VERIFY without data (the PIN tries query). Anything else, GET CHALLENGE
+/// first of all, ends the part of a transaction that a reset lets run again.
+fn is_read_only(apdu: &[u8]) -> bool {
+    match apdu.get(1) {
+        Some(0xA4 | 0xB0 | 0xB1 | 0xB2 | 0xB3 | 0xCA | 0xCB | 0xC0) => true,
+        // VERIFY and EXTERNAL AUTHENTICATE without data or Le: the tries queries.
+        Some(0x20 | 0x82) => apdu.len() <= 4,
+        _ => false,
+    }
 }
 
 impl Transport for PcscTransport<'_, '_> {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error> {
-        let resp = self
-            .tx
-            .transmit(apdu, &mut self.buf)
-            .map_err(transmit_error)?
-            .to_vec();
+        let resp = match self.tx.transmit(apdu, &mut self.buf) {
+            Ok(r) => r.to_vec(),
+            Err(e) => {
+                // pcsc-lite refuses a transmit after another process's reset with either
+                // error, before anything reaches the card (the reset leaves the card's
+                // protocol undefined): this command was not sent.
+                self.reset |= matches!(e, pcsc::Error::ResetCard | pcsc::Error::ProtoMismatch);
+                return Err(transmit_error(e));
+            }
+        };
+        // Counted once the card has it: a GET CHALLENGE refused for a reset never went out.
+        self.only_reads &= is_read_only(apdu);
         if resp.len() < 2 {
             // No status word: a card pulled mid-command can look like this
             // (vpcd answers an empty APDU). Ask PC/SC whether it is still there.
@@ -532,6 +669,31 @@ mod tests {
             exclusive: false,
             mute: false,
             atr_bytes: None,
+        }
+    }
+
+    #[test]
+    fn only_reads_may_run_again_after_a_reset() {
+        for apdu in [
+            &b"\x00\xA4\x04\x00\x02\x3F\x00"[..],
+            b"\x00\xCA\x01\x00\x00",
+            b"\x00\xCB\x3F\xFF\x02\x5C\x00",
+            b"\x00\x20\x00\x80",
+            b"\x00\x82\x00\x00",
+            b"\x00\xC0\x00\x00\x10",
+        ] {
+            assert!(is_read_only(apdu), "{apdu:02X?}");
+        }
+        for apdu in [
+            &b"\x00\x84\x00\x00\x08"[..],
+            b"\x00\x82\x00\x00\x08\x17\x46\x6e\x76\x6e\x30\x3c\xb6",
+            b"\x00\x20\x00\x80\x04\x31\x32\x33\x34",
+            b"\x00\x2C\x02\x80\x04\x31\x32\x33\x34",
+            b"\x00\x87\x03\x9B\x04\x7C\x02\x81\x00",
+            b"\x00\x82\x00\x00\x00",
+            b"",
+        ] {
+            assert!(!is_read_only(apdu), "{apdu:02X?}");
         }
     }
 

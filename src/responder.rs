@@ -147,17 +147,25 @@ impl<R: BufRead> Responder for Manual<R> {
         crate::log::say(format!("  challenge (hex):    {}", hex::encode_upper(c)));
         crate::log::say(format!("  challenge (base64): {}", B64.encode(c)));
         crate::log::say("Enter the response (hex or base64), then Enter:");
-        let mut line = String::new();
-        let n = self
-            .input
-            .read_line(&mut line)
-            .map_err(|e| Error::responder(format!("cannot read the response: {e}")))?;
-        if n == 0 {
-            return Err(Error::responder(
-                "no response was entered (input ended); nothing was sent to the card",
-            ));
-        }
-        parse_response_text(line.trim(), c.len()).map(Cryptogram::new)
+        let cap = crate::secret::STDIN_LINE_CAP;
+        let line = match crate::secret::read_line_bounded(&mut self.input, cap) {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                return Err(Error::responder(
+                    "no response was entered (input ended); nothing was sent to the card",
+                ))
+            }
+            Err(crate::secret::LineError::TooLong) => {
+                return Err(Error::responder(format!(
+                    "the response line is longer than {cap} bytes; nothing was sent to the card"
+                )))
+            }
+            Err(crate::secret::LineError::Io(e)) => {
+                return Err(Error::responder(format!("cannot read the response: {e}")))
+            }
+        };
+        let text = String::from_utf8_lossy(&line);
+        parse_response_text(text.trim(), c.len()).map(Cryptogram::new)
     }
 }
 

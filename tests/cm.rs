@@ -170,7 +170,7 @@ const WORKFLOW: [&str; 5] = [
     "--cm-auth",
     "none",
     "--approval-poll",
-    "0.05",
+    "0.2",
 ];
 
 #[test]

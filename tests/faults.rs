@@ -818,7 +818,7 @@ fn cm_workflow_failures_send_no_cryptogram() {
     let cases: Vec<(Vec<&str>, Vec<&str>, &str)> = vec![
         (
             vec!["--approve-after", "1000"],
-            vec!["--approval-poll", "0.1", "--approval-timeout", "1"],
+            vec!["--approval-poll", "0.2", "--approval-timeout", "1"],
             "not approved within 1 s",
         ),
         (vec!["--operations", &ops], vec![], "does not offer unblock"),
@@ -834,12 +834,12 @@ fn cm_workflow_failures_send_no_cryptogram() {
         ),
         (
             vec!["--fail", "get-request=403"],
-            vec!["--approval-poll", "0.1"],
+            vec!["--approval-poll", "0.2"],
             "CM denied access",
         ),
         (
             vec!["--approve-after", "1", "--deny"],
-            vec!["--approval-poll", "0.1"],
+            vec!["--approval-poll", "0.2"],
             "denied",
         ),
     ];

@@ -264,7 +264,7 @@ fn unblock_with_a_keytab_signs_in_once_for_the_whole_workflow() {
             "--keytab",
             &keytab,
             "--approval-poll",
-            "0.05",
+            "0.2",
         ],
     );
     r.expect(0);
@@ -340,7 +340,7 @@ fn a_server_that_signs_in_per_request_gets_a_handshake_per_request() {
             "--keytab",
             &keytab,
             "--approval-poll",
-            "0.05",
+            "0.2",
         ],
     );
     r.expect(0);

@@ -721,6 +721,8 @@ fn no_unzeroized_copies_of_keys_or_pins_are_freed() {
         for needle in [&KEY.as_bytes()[..16], &KEY.as_bytes()[32..]] {
             let (_, found) = residue::freed_copies(needle, || {
                 let key = AdminKey::parse(text.as_bytes()).unwrap();
+                // The scrubber's copies of the key's forms are zeroizing too.
+                key.register_for_scrubbing();
                 key.respond(KeyAlg::Tdes, &Challenge::new(vec![0; 8]))
                     .unwrap();
                 key.check_value(KeyAlg::Tdes);
@@ -742,6 +744,7 @@ fn no_unzeroized_copies_of_keys_or_pins_are_freed() {
     for profile in [CardProfile::iso(), ff8] {
         let (_, found) = residue::freed_copies(b"730519", || {
             let pin = Pin::new(Zeroizing::new(b"730519".to_vec()));
+            pin.register_for_scrubbing();
             profile.check_pin(&pin).unwrap();
             let block = profile.pin_block(&pin);
             let cmd = scunblock::apdu::Command::new(0, 0x2C, 2, 0x80).sensitive(block);

@@ -599,7 +599,7 @@ fn cm_gives_each_card_its_own_request_in_parallel() {
             "--cm-auth",
             "none",
             "--approval-poll",
-            "0.05",
+            "0.2",
             "--card-id-command",
             &ids,
             "--new-pin-command",

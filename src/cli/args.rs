@@ -5,6 +5,31 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+// Every number and duration option has a range, enforced by the parser (exit 2, JSON
+// with --json): a duration added to "now" must never overflow (a panic), and CM must never
+// be busy-polled. docs/cli.md ("Ranges and caps") lists them.
+
+/// `--wait-card`, `--approval-timeout`: at most a day.
+pub const MAX_WAIT_SECS: u64 = 86_400;
+/// `--timeout`, `--new-pin-timeout`, `--card-id-timeout`, `--shutdown-timeout`: an hour.
+pub const MAX_TIMEOUT_SECS: u64 = 3_600;
+/// `--approval-poll`: 0.2 to 3600 seconds.
+pub const APPROVAL_POLL_SECS: (f64, f64) = (0.2, 3_600.0);
+
+/// `--approval-poll SECS`: a finite number of seconds within [`APPROVAL_POLL_SECS`].
+fn approval_poll(s: &str) -> Result<f64, String> {
+    let (min, max) = APPROVAL_POLL_SECS;
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be from {min} to {max} seconds"))
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "scunblock",
@@ -63,7 +88,8 @@ pub struct Global {
 
     /// Wait up to SECS for a card to be inserted, or for another process to
     /// release it.
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 0)]
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_WAIT_SECS))]
     pub wait_card: u64,
 }
 
@@ -219,15 +245,17 @@ pub struct CmArgs {
     pub allow_http: bool,
 
     /// Seconds to wait for each CM answer.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: u64,
 
     /// Seconds to wait for the unblock request's approval.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_WAIT_SECS))]
     pub approval_timeout: u64,
 
     /// Seconds between approval polls.
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = approval_poll)]
     pub approval_poll: f64,
 
     /// Kerberos service principal for Negotiate (default HTTP/<host of --cm>).
@@ -351,7 +379,8 @@ pub struct WatchArgs {
     pub new_pin_command: Option<String>,
 
     /// Seconds --new-pin-command may take.
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub new_pin_timeout: u64,
 
     /// Command that prints the card id (GUID) of the inserted card, where the
@@ -361,7 +390,8 @@ pub struct WatchArgs {
     pub card_id_command: Option<String>,
 
     /// Seconds --card-id-command may take.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub card_id_timeout: u64,
 
     /// Command that prints the PUK of an inserted PIV card (whose PIN is reset
@@ -385,7 +415,8 @@ pub struct WatchArgs {
     pub retry_after_failure: bool,
 
     /// On SIGTERM/SIGINT, wait up to SECS for flows in progress.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_SECS))]
     pub shutdown_timeout: u64,
 
     #[command(flatten, next_help_heading = "Admin response (with --unblock)")]

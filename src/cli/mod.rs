@@ -8,7 +8,6 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use zeroize::Zeroizing;
 
 pub use args::Cli;
@@ -30,13 +29,10 @@ use crate::transport::Trace;
 
 /// Parse the command line, run, and return the process exit code.
 pub fn main() -> u8 {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match parse(&args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     crate::log::set_verbose(cli.global.verbose);
     secret::disable_core_dumps();
@@ -53,6 +49,55 @@ pub fn main() -> u8 {
 }
 
 type CmdResult = Result<(), Box<flow::Failure>>;
+
+/// Parse through clap's `try_get_matches_from`, so that every usage error, clap's own
+/// included, is exit 2 and, with `--json` on the command line, the JSON error document.
+/// `--help` and `--version` print and exit 0.
+fn parse(args: &[std::ffi::OsString]) -> Result<Cli, u8> {
+    use clap::{CommandFactory, FromArgMatches};
+    let e = match Cli::command()
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    if !e.use_stderr() {
+        let _ = e.print();
+        return Err(0);
+    }
+    // Before a lone "--", `--json` is the option; after it, an operand.
+    let words = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .filter_map(|a| a.to_str());
+    let (mut json, mut command) = (false, "scunblock");
+    for w in words {
+        json |= w == "--json";
+        if command == "scunblock" {
+            if let Some(c) = ["readers", "info", "unblock", "auth", "watch"]
+                .into_iter()
+                .find(|c| *c == w)
+            {
+                command = c;
+            }
+        }
+    }
+    // clap's message without its "error: ", the usage block and the pointer to --help,
+    // which the hint gives.
+    let rendered = e.render().to_string();
+    let message = rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let message = message.trim().trim_start_matches("error:").trim();
+    let error = Error::usage(message);
+    Reporter::new(json, command).failure(&error, None);
+    Err(2)
+}
 
 fn run(cli: &Cli, reporter: &Reporter) -> CmdResult {
     let g = &cli.global;
@@ -221,7 +266,9 @@ fn admin_key(k: &KeyArgs) -> Result<Option<AdminKey>, Error> {
         _ => return Ok(None),
     };
     let text = secret::read(&key_source, "admin key", k.allow_insecure_key_file)?;
+    crate::scrub::register_raw(&text);
     let key = AdminKey::parse(&text)?;
+    key.register_for_scrubbing();
     crate::log::verbose(format!(
         "admin key: {} bytes, check value {}",
         key.len(),
@@ -296,6 +343,7 @@ fn cm_setup(url: &str, c: &CmArgs) -> Result<CmSetup, Error> {
                     "--cm-auth bearer needs the token: --cm-token-env VAR or --cm-token-file PATH",
                 )),
             };
+            crate::scrub::register_raw(&raw);
             let text = std::str::from_utf8(secret::strip_line_end(&raw))
                 .ok()
                 .map(str::trim)
@@ -518,7 +566,9 @@ fn read_puk(p: &PukArgs) -> Result<Pin, Error> {
         secret::prompt_secret("PUK: ")?
             .ok_or_else(|| Error::usage("--puk-prompt: no terminal to ask for the PUK"))?
     };
-    Ok(Pin::new(bytes))
+    let puk = Pin::new(bytes);
+    puk.register_for_scrubbing();
+    Ok(puk)
 }
 
 /// The new PIN from the one source given (checked against the card's policy
@@ -539,5 +589,7 @@ fn read_new_pin(p: &PinArgs) -> Result<Pin, Error> {
              (standard input is not a terminal, so it cannot be asked for)",
         ));
     };
-    Ok(Pin::new(bytes))
+    let pin = Pin::new(bytes);
+    pin.register_for_scrubbing();
+    Ok(pin)
 }

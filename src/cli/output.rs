@@ -8,20 +8,54 @@ use crate::flow::{Mode, Outcome};
 use crate::reader::ReaderInfo;
 
 /// `println!` without the panic on a closed stdout (`scunblock info | head -1`):
-/// the card's result must never turn into a crash.
+/// the card's result must never turn into a crash. The line is scrubbed of secrets and
+/// made terminal-safe ([`crate::scrub`], [`crate::sanitize`]).
 macro_rules! outln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+        let line = crate::cli::output::safe_text(&format!($($t)*));
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
     }};
 }
 
-/// `eprintln!` without the panic on a closed stderr.
+/// `eprintln!` without the panic on a closed stderr; scrubbed and terminal-safe.
 macro_rules! errln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+        let line = crate::cli::output::safe_text(&format!($($t)*));
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
     }};
+}
+
+/// Text for the terminal: secrets blanked, then every control, C1 and bidi code point
+/// escaped (the tool's own line ends kept).
+pub fn safe_text(s: &str) -> String {
+    crate::sanitize::text(&crate::scrub::text(s)).into_owned()
+}
+
+/// One JSON document (pretty) or line: secrets blanked in every string, then C1, DEL and
+/// bidi characters written as `\uXXXX`.
+pub fn safe_json(mut doc: Value, pretty: bool) -> String {
+    crate::scrub::value(&mut doc);
+    let text = if pretty {
+        serde_json::to_string_pretty(&doc)
+    } else {
+        serde_json::to_string(&doc)
+    }
+    .unwrap_or_default();
+    crate::sanitize::json(&text).into_owned()
+}
+
+/// Write a JSON document on stdout as is (already made safe).
+fn out_raw(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+/// Write a line on stderr as is (already made safe).
+fn err_raw(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 pub struct Reporter {
@@ -37,7 +71,7 @@ impl Reporter {
     fn emit(&self, mut doc: Value) {
         doc["ok"] = json!(doc.get("ok").cloned().unwrap_or(json!(true)));
         doc["command"] = json!(self.command);
-        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        out_raw(&safe_json(doc, true));
     }
 
     pub fn readers(&self, readers: &[ReaderInfo]) {
@@ -276,7 +310,7 @@ pub fn progress(json: bool, p: &crate::cm_responder::Progress) {
     if json {
         let mut doc = fields;
         doc["event"] = json!(event);
-        errln!("{doc}");
+        err_raw(&safe_json(doc, false));
     } else {
         errln!("scunblock: {text}");
     }

@@ -106,10 +106,17 @@ impl Emitter {
     /// Write one event. Returns false when stdout is gone (the reader of our
     /// output exited): the watcher then stops.
     pub fn emit(&self, e: &Event) -> bool {
+        // Outside text (reader names, server messages) blanked of secrets, then made
+        // safe for the terminal or the journal (`watch --json` under systemd).
+        let mut e = e.clone();
+        e.reader = e.reader.map(|r| crate::scrub::text(&r));
+        for (_, v) in e.fields.iter_mut() {
+            crate::scrub::value(v);
+        }
         let line = if self.json {
-            e.to_json_line()
+            crate::sanitize::json(&e.to_json_line()).into_owned()
         } else {
-            e.to_text_line()
+            crate::sanitize::line(&e.to_text_line()).into_owned()
         };
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let stdout = std::io::stdout();

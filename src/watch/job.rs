@@ -396,8 +396,8 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
     };
     let result = flow::run(conn, applet, responder.as_mut(), &opts);
     drop(opts);
-    drop((pin, puk));
-    match result {
+    // The PIN (and PUK) stay registered with the scrubber until this card's last event is out.
+    let sent = match result {
         Ok(out) => {
             job.finish(
                 shared,
@@ -427,7 +427,13 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
             );
             o.is_some_and(|o| o.challenge_sent)
         }
+    };
+    crate::scrub::forget_pin(pin.as_bytes());
+    if let Some(puk) = &puk {
+        crate::scrub::forget_pin(puk.as_bytes());
     }
+    drop((pin, puk));
+    sent
 }
 
 /// Whether this card is to be unblocked: the responder factory, or why not.
@@ -600,9 +606,13 @@ fn secret_from(
         timeout: shared.cfg.new_pin_timeout,
     };
     let pin = match command::run(&spec, &|| new_pin_stop(shared, job)) {
-        Ok(out) => Pin::new(zeroize::Zeroizing::new(
-            secret::strip_line_end(&out).to_vec(),
-        )),
+        Ok(out) => {
+            let pin = Pin::new(zeroize::Zeroizing::new(
+                secret::strip_line_end(&out).to_vec(),
+            ));
+            pin.register_for_scrubbing();
+            pin
+        }
         Err(CommandFailure::Stopped(_)) if job.is_removed() => return Err(PinProblem::Removed),
         Err(e @ CommandFailure::TimedOut(_)) => {
             return Err(PinProblem::Skip(

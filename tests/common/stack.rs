@@ -40,6 +40,17 @@ pub struct Card {
 impl VStack {
     /// Starts a stack with `readers` slots (even: vpcd gives 2 per driver copy).
     pub fn start(readers: usize) -> VStack {
+        VStack::start_with(readers, None)
+    }
+
+    /// Like [`VStack::start`], with slot pair 0's FRIENDLYNAME set to `name` (any text but
+    /// '"' and line ends): pcscd names its readers "NAME 00 00" and "NAME 00 01". For the
+    /// tests of a reader whose USB descriptor strings carry escape sequences.
+    pub fn start_named(readers: usize, name: &str) -> VStack {
+        VStack::start_with(readers, Some(name))
+    }
+
+    fn start_with(readers: usize, name: Option<&str>) -> VStack {
         assert!(
             // SAFETY: geteuid has no preconditions.
             unsafe { libc::geteuid() } == 0,
@@ -60,6 +71,11 @@ impl VStack {
         ];
         if std::env::var_os("VSTACK_DEBUG").is_some_and(|v| v == "1") {
             args.push(OsStr::new("--debug"));
+        }
+        let pair_name = name.map(|n| format!("0={n}"));
+        if let Some(p) = &pair_name {
+            args.push(OsStr::new("--pair-name"));
+            args.push(OsStr::new(p));
         }
         stack.vstack(&args);
         stack

@@ -205,6 +205,10 @@ enum End {
 struct VCard {
     card: Card,
     atr: Vec<u8>,
+    /// `--atr-after-reset`: the ATR from the first warm reset (or second power-on) on: a
+    /// different card, as far as the host can tell.
+    atr_after_reset: Option<Vec<u8>>,
+    powered_once: bool,
     state: Option<StateFile>,
     save_failed: bool,
     commands: u64,
@@ -258,6 +262,13 @@ impl VCard {
         }
     }
 
+    fn swap_atr(&mut self) {
+        if let Some(atr) = self.atr_after_reset.take() {
+            eprintln!("vcard: --atr-after-reset: ATR now {}", hex::encode(&atr));
+            self.atr = atr;
+        }
+    }
+
     fn control(&mut self, byte: u8) -> Option<Vec<u8>> {
         let reply = match byte {
             0x00 => {
@@ -266,10 +277,14 @@ impl VCard {
             }
             0x01 => {
                 self.card.power_on();
+                if std::mem::replace(&mut self.powered_once, true) {
+                    self.swap_atr();
+                }
                 None
             }
             0x02 => {
                 self.card.reset();
+                self.swap_atr();
                 None
             }
             0x04 => {
@@ -381,6 +396,8 @@ fn run() -> i32 {
     let mut vcard = VCard {
         card: Card::new(opts.config.clone(), persistent),
         atr: opts.atr.clone(),
+        atr_after_reset: opts.atr_after_reset.clone(),
+        powered_once: false,
         state,
         save_failed: false,
         commands: 0,

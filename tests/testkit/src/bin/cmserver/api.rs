@@ -210,6 +210,14 @@ impl App {
             info.insert("delay_ms".into(), json!(d.as_millis() as u64));
             std::thread::sleep(d);
         }
+        if let Some(code) = self.faults.echo_headers {
+            info.insert("echo_headers".into(), json!(code));
+            return (crate::faults::echo_headers(code, &req.headers), Some(ep));
+        }
+        if let Some(n) = self.faults.huge_body {
+            info.insert("huge_body".into(), json!(n));
+            return (crate::faults::huge_body(n), Some(ep));
+        }
         if let Some(injected) = self.faults.injected(ep, &self.request_uri(req)) {
             if let Value::Object(m) = injected.info {
                 info.extend(m);

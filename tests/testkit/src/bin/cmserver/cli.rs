@@ -54,6 +54,9 @@ Faults:
   --malformed KIND            200 authenticationresponse that is broken: json (not JSON),
                               base64 (not base64), length (7 bytes), length9 (9 bytes)
   --wrong-response            answer challenges with a different key
+  --echo-headers CODE         answer every API request CODE (400 or 500) with the request's
+                              headers in the body (a detailed error page, a WAF, a proxy)
+  --huge-body BYTES           answer every API request 200 with a JSON string of BYTES bytes
 Authentication:
   --require-bearer TOKEN      401 (WWW-Authenticate: Bearer) without `Authorization: Bearer TOKEN`
   --always-401                answer everything 401 with WWW-Authenticate: Negotiate
@@ -260,6 +263,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--wrong-response" => {
                 flag(&inline)?;
                 faults.wrong_response = true
+            }
+            "--echo-headers" => {
+                let v = value()?;
+                match v.parse::<u16>() {
+                    Ok(c @ (400 | 500)) => faults.echo_headers = Some(c),
+                    _ => return Err(format!("--echo-headers {v:?}: expected 400 or 500")),
+                }
+            }
+            "--huge-body" => {
+                let v = value()?;
+                faults.huge_body = Some(
+                    v.parse()
+                        .map_err(|_| format!("--huge-body {v:?}: expected bytes"))?,
+                );
             }
             "--require-bearer" => auth.bearer = Some(value()?),
             "--always-401" => {

@@ -79,6 +79,13 @@ pub struct Faults {
     pub malformed: Option<Malformed>,
     /// `--wrong-response`: answer with a response computed under a different key.
     pub wrong_response: bool,
+    /// `--echo-headers CODE` (400 or 500): every API request is answered CODE with its
+    /// request headers in the body, as an ASP.NET detailed error page, a WAF or a
+    /// debugging proxy does (bearer token included).
+    pub echo_headers: Option<u16>,
+    /// `--huge-body BYTES`: every API request is answered 200 with a JSON string body of
+    /// this many bytes.
+    pub huge_body: Option<usize>,
     failures_served: AtomicU32,
 }
 
@@ -154,6 +161,38 @@ impl Faults {
             }
         }
     }
+}
+
+/// `--echo-headers`: the request's headers in a 500 (Web API JSON with a detailed
+/// `Message`) or 400 (an HTML page) body.
+pub fn echo_headers(code: u16, headers: &[(String, String)]) -> Response {
+    let lines: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+    if code == 500 {
+        Response::json(
+            500,
+            &json!({"Message": format!(
+                "An error has occurred. Request headers: {}",
+                lines.join("; ")
+            )}),
+        )
+    } else {
+        Response::html(
+            code,
+            &format!(
+                "<html><body><h2>Bad Request</h2><pre>{}</pre></body></html>",
+                lines.join("\r\n")
+            ),
+        )
+    }
+}
+
+/// `--huge-body`: a 200 JSON string of `n` bytes.
+pub fn huge_body(n: usize) -> Response {
+    let mut body = vec![b'A'; n.max(2)];
+    body[0] = b'"';
+    let last = body.len() - 1;
+    body[last] = b'"';
+    Response::raw_json(200, body)
 }
 
 /// Web API's body for an unhandled error: a correlation id and nothing else.

@@ -40,6 +40,7 @@ card:
   --atr HEX               (default per family: iso 3B 87 01 80 55 76 63 61 72 64 31,
                           gids the TPM virtual smart card's, piv a YubiKey 5's,
                           crescendo a C2300's)
+  --atr-after-reset HEX   answer this ATR from the first reset (or second power-on) on
   --admin-key HEX         the admin key (PIV: 9B management key; crescendo: XAUTH key):
                           3DES 16 or 24 bytes, AES 16/24/32 (default all zero, 24 bytes,
                           AES-128 16, AES-256 32)
@@ -97,6 +98,7 @@ pub struct Options {
     pub connect_timeout: Duration,
     pub reconnect: bool,
     pub atr: Vec<u8>,
+    pub atr_after_reset: Option<Vec<u8>>,
     pub config: Config,
     pub persistent: Persistent,
     pub vanish_after: Option<u64>,
@@ -150,6 +152,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     let mut connect_timeout = 10.0f64;
     let mut reconnect = false;
     let mut atr = None;
+    let mut atr_after_reset = None;
     let mut config = Config::default();
     let mut admin_key = None;
     let mut mgmt_alg = MgmtAlg::Tdes;
@@ -191,6 +194,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--reconnect" => reconnect = true,
             "--family" => config.family = Family::parse(&value()?)?,
             "--atr" => atr = Some(parse_hex(&value()?)?),
+            "--atr-after-reset" => atr_after_reset = Some(parse_hex(&value()?)?),
             "--admin-key" => admin_key = Some(parse_hex(&value()?)?),
             "--mgmt-alg" => mgmt_alg = MgmtAlg::parse(&value()?)?,
             "--card-id" => {
@@ -320,6 +324,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         connect_timeout: Duration::from_secs_f64(connect_timeout.min(1e9)),
         reconnect,
         atr,
+        atr_after_reset,
         config,
         persistent: Persistent {
             admin_key,
