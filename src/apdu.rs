@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use serde::{Serialize, Serializer};
 use zeroize::Zeroizing;
 
 /// Instruction bytes used by the card profiles.
@@ -306,6 +307,63 @@ impl fmt::Display for Status {
             Status::InsNotSupported => f.write_str("instruction not supported"),
             Status::ClaNotSupported => f.write_str("class not supported"),
             Status::Other(_) => f.write_str("unknown status"),
+        }
+    }
+}
+
+/// Tries left on a counter, as the card reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Tries {
+    Left(u8),
+    Blocked,
+    /// The PIN is verified in this session (VERIFY without data gave 9000).
+    Verified,
+    /// The card does not say, or the profile does not ask.
+    #[default]
+    Unknown,
+}
+
+impl Tries {
+    /// As a number for reports: blocked is 0; unknown and verified are none.
+    pub fn count(self) -> Option<u8> {
+        match self {
+            Tries::Left(n) => Some(n),
+            Tries::Blocked => Some(0),
+            Tries::Verified | Tries::Unknown => None,
+        }
+    }
+
+    pub fn is_blocked(self) -> bool {
+        matches!(self, Tries::Blocked | Tries::Left(0))
+    }
+
+    /// Decode a counter query's status word.
+    pub fn from_query(status: Status) -> Tries {
+        match status {
+            Status::TriesLeft(0) | Status::Blocked => Tries::Blocked,
+            Status::TriesLeft(n) => Tries::Left(n),
+            Status::Success => Tries::Verified,
+            _ => Tries::Unknown,
+        }
+    }
+}
+
+impl Serialize for Tries {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.count() {
+            Some(n) => s.serialize_u8(n),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+impl std::fmt::Display for Tries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tries::Left(n) => write!(f, "{n}"),
+            Tries::Blocked => f.write_str("0 (blocked)"),
+            Tries::Verified => f.write_str("verified"),
+            Tries::Unknown => f.write_str("unknown"),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! | 6 | responder failure (CM, HTTP, manual input); no cryptogram was sent |
 //! | 7 | the card rejected the new PIN |
 
-use crate::card::Tries;
+use crate::apdu::Tries;
 
 /// What kind of card step failed, for messages.
 pub type Step = &'static str;
@@ -148,6 +148,26 @@ impl Error {
 
     pub fn responder(msg: impl Into<String>) -> Error {
         Error::Responder(msg.into())
+    }
+
+    /// The card left the reader mid-flow.
+    pub fn card_removed() -> Error {
+        Error::unavailable(
+            "the card was removed",
+            Some("insert it again and re-run; `scunblock info` shows the tries left".to_string()),
+        )
+    }
+
+    /// Another process reset the card mid-flow.
+    pub fn card_reset() -> Error {
+        Error::unavailable(
+            "the card was reset by another process mid-flow",
+            Some(
+                "close other smart card software and re-run; `scunblock info` shows the tries \
+                 left"
+                    .to_string(),
+            ),
+        )
     }
 
     pub fn unavailable(msg: impl Into<String>, hint: impl Into<Option<String>>) -> Error {

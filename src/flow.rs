@@ -16,54 +16,8 @@ use crate::log;
 use crate::profile::{ProfileChoice, ProfileSource};
 use crate::responder::{CardContext, Ending, Responder};
 use crate::secret::Pin;
-use crate::transport::{Channel, ScriptedTransport, Trace, Transport};
-
-/// A card connection the flow can run transactions on.
-pub trait Session {
-    fn reader(&self) -> &str;
-    fn atr(&self) -> &[u8];
-    /// Run `f` inside one card transaction.
-    fn transaction<R>(
-        &mut self,
-        f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
-    ) -> Result<R, Error>;
-}
-
-impl Session for crate::reader::Connection {
-    fn reader(&self) -> &str {
-        crate::reader::Connection::reader(self)
-    }
-    fn atr(&self) -> &[u8] {
-        crate::reader::Connection::atr(self)
-    }
-    fn transaction<R>(
-        &mut self,
-        f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
-    ) -> Result<R, Error> {
-        crate::reader::Connection::transaction(self, f)
-    }
-}
-
-/// A scripted card for unit and property tests of the flow.
-pub struct ScriptedSession {
-    pub transport: ScriptedTransport,
-    pub atr: Vec<u8>,
-}
-
-impl Session for ScriptedSession {
-    fn reader(&self) -> &str {
-        "Scripted Reader 00 00"
-    }
-    fn atr(&self) -> &[u8] {
-        &self.atr
-    }
-    fn transaction<R>(
-        &mut self,
-        f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
-    ) -> Result<R, Error> {
-        f(&mut self.transport)
-    }
-}
+pub use crate::transport::Session;
+use crate::transport::{Channel, Trace};
 
 /// What the run should do. The secrets a mode needs travel with it.
 #[derive(Clone, Copy, Debug)]
@@ -473,6 +427,7 @@ mod tests {
     use crate::card::{for_profile, IsoApplet};
     use crate::profile::CardProfile;
     use crate::responder::LocalKey;
+    use crate::testing::{ScriptedSession, ScriptedTransport};
     use zeroize::Zeroizing;
 
     const GOLDEN_CHALLENGE: &str = "D61143F9CCFFD2CA";

@@ -25,6 +25,7 @@ pub mod responder;
 pub mod sanitize;
 pub mod scrub;
 pub mod secret;
+pub mod testing;
 pub mod tlv;
 pub mod transport;
 pub mod watch;

@@ -8,7 +8,7 @@ use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::transport::Transport;
+use crate::transport::{Session, Transport};
 
 /// How the user picked a reader (`--reader`, SCUNBLOCK_READER).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -586,14 +586,8 @@ fn connect_error(e: pcsc::Error, reader: &str, wait: Duration) -> Error {
 
 fn transmit_error(e: pcsc::Error) -> Error {
     let (message, hint) = match e {
-        pcsc::Error::RemovedCard | pcsc::Error::NoSmartcard => (
-            "the card was removed".to_string(),
-            "insert it again and re-run; `scunblock info` shows the tries left",
-        ),
-        pcsc::Error::ResetCard => (
-            "the card was reset by another process mid-flow".to_string(),
-            "close other smart card software and re-run; `scunblock info` shows the tries left",
-        ),
+        pcsc::Error::RemovedCard | pcsc::Error::NoSmartcard => return Error::card_removed(),
+        pcsc::Error::ResetCard => return Error::card_reset(),
         pcsc::Error::NoService | pcsc::Error::ServiceStopped | pcsc::Error::CommError => (
             format!("the PC/SC service (pcscd) went away: {e}"),
             "restart pcscd and re-run; `scunblock info` shows the tries left",
@@ -609,14 +603,19 @@ fn transmit_error(e: pcsc::Error) -> Error {
     }
 }
 
-/// The error a removed card gives (for scripted transports).
-pub fn removed_error() -> Error {
-    transmit_error(pcsc::Error::RemovedCard)
-}
-
-/// The error a reset card gives (for scripted transports).
-pub fn reset_error() -> Error {
-    transmit_error(pcsc::Error::ResetCard)
+impl Session for Connection {
+    fn reader(&self) -> &str {
+        Connection::reader(self)
+    }
+    fn atr(&self) -> &[u8] {
+        Connection::atr(self)
+    }
+    fn transaction<R>(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        Connection::transaction(self, f)
+    }
 }
 
 #[cfg(test)]

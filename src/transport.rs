@@ -130,79 +130,22 @@ impl<'t> Channel<'t> {
     }
 }
 
-/// One scripted exchange: the expected command and the answer or fault.
-pub type ScriptStep = (Vec<u8>, Result<Vec<u8>, ScriptFault>);
-
-/// A transport that plays a script: each expected command (as bytes) and the
-/// raw answer. Used by unit tests and property tests of the flow.
-#[derive(Debug, Default)]
-pub struct ScriptedTransport {
-    pub script: std::collections::VecDeque<ScriptStep>,
-    /// Every APDU received, in order.
-    pub received: Vec<Vec<u8>>,
-}
-
-/// A transport fault a script can inject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScriptFault {
-    Removed,
-    Reset,
-}
-
-impl ScriptedTransport {
-    pub fn new() -> ScriptedTransport {
-        ScriptedTransport::default()
-    }
-
-    /// Expect `cmd` (hex) and answer `resp` (hex).
-    pub fn expect(mut self, cmd: &str, resp: &str) -> ScriptedTransport {
-        self.script.push_back((unhex(cmd), Ok(unhex(resp))));
-        self
-    }
-
-    /// Expect `cmd` and fail with a transport fault.
-    pub fn fault(mut self, cmd: &str, fault: ScriptFault) -> ScriptedTransport {
-        self.script.push_back((unhex(cmd), Err(fault)));
-        self
-    }
-
-    pub fn done(&self) -> bool {
-        self.script.is_empty()
-    }
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    hex::decode(clean).expect("test script hex")
-}
-
-impl Transport for ScriptedTransport {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error> {
-        self.received.push(apdu.to_vec());
-        let Some((want, answer)) = self.script.pop_front() else {
-            return Err(Error::Unexpected(format!(
-                "script ended, but got {}",
-                hex::encode_upper(apdu)
-            )));
-        };
-        if !want.is_empty() && want != apdu {
-            return Err(Error::Unexpected(format!(
-                "script expected {} but got {}",
-                hex::encode_upper(&want),
-                hex::encode_upper(apdu)
-            )));
-        }
-        match answer {
-            Ok(bytes) => Ok(bytes),
-            Err(ScriptFault::Removed) => Err(crate::reader::removed_error()),
-            Err(ScriptFault::Reset) => Err(crate::reader::reset_error()),
-        }
-    }
+/// A card connection the flow can run transactions on (PC/SC in production,
+/// [`crate::testing::ScriptedSession`] in tests).
+pub trait Session {
+    fn reader(&self) -> &str;
+    fn atr(&self) -> &[u8];
+    /// Run `f` inside one card transaction.
+    fn transaction<R>(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
+    ) -> Result<R, Error>;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::ScriptedTransport;
 
     fn challenge_cmd() -> Command {
         Command::new(0, ins::GET_CHALLENGE, 0, 0).le(8)

@@ -412,11 +412,12 @@ fn long_pin_profile(dir: &Path) -> String {
 fn reset_mid_transaction_scripted() {
     use scunblock::admin_key::AdminKey;
     use scunblock::card::IsoApplet;
-    use scunblock::flow::{self, Mode, Options, ScriptedSession};
+    use scunblock::flow::{self, Mode, Options};
     use scunblock::profile::CardProfile;
     use scunblock::responder::LocalKey;
     use scunblock::secret::Pin;
-    use scunblock::transport::{ScriptFault, ScriptedTransport, Trace};
+    use scunblock::testing::{ScriptFault, ScriptedSession, ScriptedTransport};
+    use scunblock::transport::Trace;
 
     let steps = [
         ("00820000", "63C5"),

@@ -19,12 +19,13 @@ use scunblock::admin_key::{AdminKey, Challenge, Cryptogram, KeyAlg};
 use scunblock::apdu::{ins, Command, Response, Status};
 use scunblock::card::{IsoApplet, Tries};
 use scunblock::error::Error;
-use scunblock::flow::{self, Mode, Options, ScriptedSession};
+use scunblock::flow::{self, Mode, Options};
 use scunblock::ids::Guid;
 use scunblock::profile::CardProfile;
 use scunblock::responder::{parse_response_text, CardContext, LocalKey, Responder};
 use scunblock::secret::Pin;
-use scunblock::transport::{ScriptFault, ScriptedTransport, Trace};
+use scunblock::testing::{ScriptFault, ScriptedSession, ScriptedTransport};
+use scunblock::transport::Trace;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 

@@ -38,7 +38,7 @@ impl Transport for FuzzCard<'_> {
             _ => None,
         };
         self.log.push((apdu.to_vec(), answer.clone()));
-        answer.ok_or_else(scunblock::reader::removed_error)
+        answer.ok_or_else(scunblock::Error::card_removed)
     }
 }
 

@@ -118,7 +118,8 @@ impl Applet for CrescendoApplet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{ScriptedTransport, Trace};
+    use crate::testing::ScriptedTransport;
+    use crate::transport::Trace;
     use zeroize::Zeroizing;
 
     fn applet() -> CrescendoApplet {

@@ -45,7 +45,8 @@ pub fn profile(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{ScriptedTransport, Trace};
+    use crate::testing::ScriptedTransport;
+    use crate::transport::Trace;
 
     const PIV_SELECT: &str = "00A4040009A0000003080000100000";
     const GIDS_SELECT: &str = "00A4040009A0000003974254465900";

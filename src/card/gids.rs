@@ -190,7 +190,8 @@ impl Applet for GidsApplet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{ScriptedTransport, Trace};
+    use crate::testing::ScriptedTransport;
+    use crate::transport::Trace;
 
     fn master_file(records: &[(&str, &str, u16, u16)]) -> Vec<u8> {
         let mut m = vec![0x01];

@@ -135,7 +135,8 @@ impl Applet for IsoApplet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{ScriptedTransport, Trace};
+    use crate::testing::ScriptedTransport;
+    use crate::transport::Trace;
 
     fn applet() -> IsoApplet {
         IsoApplet::new(CardProfile::iso())

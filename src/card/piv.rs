@@ -233,7 +233,8 @@ impl Applet for PivApplet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{ScriptedTransport, Trace};
+    use crate::testing::ScriptedTransport;
+    use crate::transport::Trace;
     use zeroize::Zeroizing;
 
     fn applet() -> PivApplet {

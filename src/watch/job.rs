@@ -350,7 +350,7 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
                 shared,
                 failed_event(
                     reader,
-                    &crate::reader::removed_error(),
+                    &Error::card_removed(),
                     Tries::Unknown,
                     Tries::Unknown,
                     None,
@@ -687,10 +687,7 @@ mod tests {
             None
         ));
         // Removed while the response's verdict was pending: it may have been counted.
-        assert!(spent_and_refused(
-            &crate::reader::removed_error(),
-            Some(&sent)
-        ));
+        assert!(spent_and_refused(&Error::card_removed(), Some(&sent)));
         // An odd answer to the response counts as a refusal ...
         assert!(spent_and_refused(&Error::protocol("odd"), Some(&sent)));
         // ... but not before a response was sent, or after it was accepted.
@@ -702,10 +699,7 @@ mod tests {
         };
         assert!(!spent_and_refused(&Error::protocol("odd"), Some(&accepted)));
         // Removed after the admin authentication: the next insertion starts fresh.
-        assert!(!spent_and_refused(
-            &crate::reader::removed_error(),
-            Some(&accepted)
-        ));
+        assert!(!spent_and_refused(&Error::card_removed(), Some(&accepted)));
         assert!(!spent_and_refused(&Error::LastTryRefused, None));
     }
 }
