@@ -13,8 +13,40 @@
 
 use crate::apdu::Tries;
 
-/// What kind of card step failed, for messages.
-pub type Step = &'static str;
+/// The card step a status word answered, for messages and hints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Select,
+    ManageSecurityEnvironment,
+    GetData,
+    GetChallenge,
+    ExternalAuthenticate,
+    GeneralAuthenticate,
+    ResetRetryCounter,
+    UnlockPin,
+}
+
+impl Step {
+    /// The step that carries the admin response, in any family.
+    pub fn is_admin_response(self) -> bool {
+        matches!(self, Step::ExternalAuthenticate | Step::GeneralAuthenticate)
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Select => "SELECT",
+            Step::ManageSecurityEnvironment => "MSE SET",
+            Step::GetData => "GET DATA",
+            Step::GetChallenge => "GET CHALLENGE",
+            Step::ExternalAuthenticate => "EXTERNAL AUTHENTICATE",
+            Step::GeneralAuthenticate => "GENERAL AUTHENTICATE",
+            Step::ResetRetryCounter => "RESET RETRY COUNTER",
+            Step::UnlockPin => "UNLOCK PIN",
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -95,6 +127,8 @@ pub enum Error {
         step: Step,
         sw: u16,
         status: crate::apdu::Status,
+        /// What the card's family says this answer means ([`crate::card::Applet::explain`]).
+        hint: Option<&'static str>,
     },
 
     /// A malformed answer from the card.
@@ -140,6 +174,17 @@ fn pin_suffix(t: Tries) -> String {
 impl Error {
     pub fn usage(msg: impl Into<String>) -> Error {
         Error::Usage(msg.into())
+    }
+
+    /// The card answered `r` at `step`, which that step does not expect. The
+    /// family's hint is attached by the flow ([`crate::card::Applet::explain`]).
+    pub fn card(step: Step, r: &crate::apdu::Response) -> Error {
+        Error::Card {
+            step,
+            sw: r.sw,
+            status: r.status(),
+            hint: None,
+        }
     }
 
     pub fn protocol(msg: impl Into<String>) -> Error {
@@ -310,14 +355,10 @@ impl Error {
                  (length, characters) and run again"
                     .into(),
             ),
-            Error::Card { step, status, .. } => Some(
-                crate::card::explain_card_error(step, *status)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| {
-                        "run again with --trace to see the APDUs; check the card profile (--profile)"
-                            .to_string()
-                    }),
-            ),
+            Error::Card { hint, .. } => Some(hint.map(str::to_string).unwrap_or_else(|| {
+                "run again with --trace to see the APDUs; check the card profile (--profile)"
+                    .to_string()
+            })),
             Error::Protocol(_) => Some(
                 "run again with --trace to see the APDUs; check the card profile (--profile)"
                     .into(),

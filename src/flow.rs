@@ -178,7 +178,8 @@ pub fn run<S: Session>(
         responder: responder.name().to_string(),
         ..Outcome::new(session, applet)
     };
-    let result = unblock(session, applet, responder, opts, &mut out);
+    let result =
+        unblock(session, applet, responder, opts, &mut out).map_err(|e| explained(e, applet));
     // Tell the responder how it ended: CM completes its request only after a
     // full success, abandons it when the card refused the response, and
     // otherwise leaves it open so the same request can be used again.
@@ -298,22 +299,42 @@ pub fn inspect<S: Session>(
     trace: &Trace,
 ) -> Result<Outcome, Box<Failure>> {
     let mut out = Outcome::new(session, applet);
-    let result = session.transaction(&mut |t| {
-        let mut ch = Channel::new(t, trace.clone());
-        applet.select(&mut ch)?;
-        out.admin_tries = applet.admin_tries(&mut ch)?;
-        out.pin_tries_before = applet.pin_tries(&mut ch)?;
-        if applet.unlock() == Unlock::Puk {
-            out.puk_tries = Some(applet.puk_tries(&mut ch)?);
-        }
-        record_card_id(&mut out, applet.card_id(&mut ch)?, None)
-    });
+    let result = session
+        .transaction(&mut |t| {
+            let mut ch = Channel::new(t, trace.clone());
+            applet.select(&mut ch)?;
+            out.admin_tries = applet.admin_tries(&mut ch)?;
+            out.pin_tries_before = applet.pin_tries(&mut ch)?;
+            if applet.unlock() == Unlock::Puk {
+                out.puk_tries = Some(applet.puk_tries(&mut ch)?);
+            }
+            record_card_id(&mut out, applet.card_id(&mut ch)?, None)
+        })
+        .map_err(|e| explained(e, applet));
     match result {
         Ok(()) => Ok(out),
         Err(error) => Err(Box::new(Failure {
             error,
             outcome: Some(out),
         })),
+    }
+}
+
+/// The family's hint attached to a card error ([`Applet::explain`]).
+fn explained(e: Error, applet: &dyn Applet) -> Error {
+    match e {
+        Error::Card {
+            step,
+            sw,
+            status,
+            hint: None,
+        } => Error::Card {
+            step,
+            sw,
+            status,
+            hint: applet.explain(step, status),
+        },
+        e => e,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::apdu::{ins, Command, Response, Status};
 use crate::card::Tries;
-use crate::error::Error;
+use crate::error::{Error, Step};
 use crate::tlv;
 use crate::transport::Channel;
 
@@ -50,14 +50,10 @@ pub fn template_value(data: &[u8], tag: u32) -> Option<&[u8]> {
 }
 
 /// Err(Error::Card) for any status but 9000.
-pub fn expect_ok(step: &'static str, r: &Response) -> Result<(), Error> {
+pub fn expect_ok(step: Step, r: &Response) -> Result<(), Error> {
     match r.status() {
         Status::Success => Ok(()),
-        status => Err(Error::Card {
-            step,
-            sw: r.sw,
-            status,
-        }),
+        _ => Err(Error::card(step, r)),
     }
 }
 

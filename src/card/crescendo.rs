@@ -15,7 +15,7 @@
 use crate::admin_key::{Challenge, Cryptogram, KeyAlg};
 use crate::apdu::{ins, Command, Status};
 use crate::card::{admin_verdict, AdminChallenge, Applet, Tries};
-use crate::error::Error;
+use crate::error::{Error, Step};
 use crate::iso7816;
 use crate::profile::{CardProfile, CrescendoParams};
 use crate::secret::Pin;
@@ -41,9 +41,23 @@ impl Applet for CrescendoApplet {
         &self.profile
     }
 
+    fn explain(&self, step: Step, status: Status) -> Option<&'static str> {
+        match (step, status) {
+            (Step::ExternalAuthenticate, Status::ReferenceDataNotFound) => Some(
+                "the Crescendo's XAUTH key is not initialised (6A88): the card was never \
+                 personalised with an admin key",
+            ),
+            (Step::UnlockPin, Status::TriesLeft(_)) => Some(
+                "the card did not take the admin authentication for UNLOCK PIN (63CX): run \
+                 `scunblock info` before trying again",
+            ),
+            _ => crate::card::explain(step, status),
+        }
+    }
+
     fn select(&self, ch: &mut Channel) -> Result<(), Error> {
         let r = ch.send(&iso7816::select_aid(&ACA_AID))?;
-        iso7816::expect_ok("SELECT", &r)
+        iso7816::expect_ok(Step::Select, &r)
     }
 
     /// No query is documented: an empty VERIFY might count as a try.
@@ -61,7 +75,7 @@ impl Applet for CrescendoApplet {
         alg: Option<KeyAlg>,
     ) -> Result<AdminChallenge, Error> {
         let r = ch.send(&Command::new(0x00, ins::GET_CHALLENGE, 0x00, 0x00).le(0))?;
-        iso7816::expect_ok("GET CHALLENGE", &r)?;
+        iso7816::expect_ok(Step::GetChallenge, &r)?;
         // The challenge's length is the XAUTH key's type.
         let told = match r.data.len() {
             8 => KeyAlg::Tdes,
@@ -96,7 +110,7 @@ impl Applet for CrescendoApplet {
         .data(c.as_bytes().to_vec())
         .spends_try();
         let r = ch.send(&cmd)?;
-        admin_verdict("EXTERNAL AUTHENTICATE", &r, &[Status::AuthFailed])
+        admin_verdict(Step::ExternalAuthenticate, &r, &[Status::AuthFailed])
     }
 
     fn reset_pin(&self, ch: &mut Channel, pin: &Pin) -> Result<(), Error> {
@@ -106,7 +120,7 @@ impl Applet for CrescendoApplet {
         match r.status() {
             Status::Success => Ok(()),
             status => Err(Error::PinRejected {
-                step: "UNLOCK PIN",
+                step: Step::UnlockPin,
                 sw: r.sw,
                 status,
                 pin_tries: Tries::Unknown,
@@ -167,6 +181,30 @@ mod tests {
         assert_eq!(
             applet().reset_pin(&mut ch, &pin).unwrap_err().exit_code(),
             7
+        );
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+    use crate::apdu::Response;
+
+    #[test]
+    fn the_family_explains_its_own_answers() {
+        let a = CrescendoApplet::new(CardProfile::crescendo());
+        let hint = a.explain(Step::ExternalAuthenticate, Status::ReferenceDataNotFound);
+        assert!(hint.unwrap().contains("XAUTH key is not initialised"));
+        // Anything else: the shared explanation.
+        let lost = a.explain(Step::ExternalAuthenticate, Status::ConditionsNotSatisfied);
+        assert!(lost.unwrap().contains("lost the challenge"));
+        let e = Error::card(
+            Step::UnlockPin,
+            &Response::from_bytes(&[0x6A, 0x80]).unwrap(),
+        );
+        assert_eq!(
+            e.to_string(),
+            "UNLOCK PIN: the card answered SW 6A80 (incorrect data)"
         );
     }
 }

@@ -19,7 +19,7 @@
 use crate::admin_key::{Challenge, Cryptogram, KeyAlg};
 use crate::apdu::{ins, Command, Status};
 use crate::card::{admin_verdict, AdminChallenge, Applet, Tries};
-use crate::error::Error;
+use crate::error::{Error, Step};
 use crate::ids::CardId;
 use crate::iso7816;
 use crate::profile::{CardProfile, GidsParams};
@@ -56,13 +56,7 @@ impl GidsApplet {
         match r.status() {
             Status::Success => {}
             Status::NotFound | Status::ReferenceDataNotFound => return Ok(None),
-            status => {
-                return Err(Error::Card {
-                    step: "GET DATA",
-                    sw: r.sw,
-                    status,
-                })
-            }
+            _ => return Err(Error::card(Step::GetData, &r)),
         }
         let value = tlv::find(&r.data, u32::from(tag)).ok_or_else(|| {
             Error::protocol(format!(
@@ -94,9 +88,23 @@ impl Applet for GidsApplet {
         &self.profile
     }
 
+    fn explain(&self, step: Step, status: Status) -> Option<&'static str> {
+        match (step, status) {
+            (Step::GeneralAuthenticate, Status::Other(0x6986)) => Some(
+                "the GIDS card is still in initialisation mode: finish its personalisation \
+                 (it has no admin key in use yet)",
+            ),
+            (Step::GeneralAuthenticate, Status::ReferenceDataNotUsable) => Some(
+                "the card refused the authentication template (6984): check mse_p1 and key_ref \
+                 in the [gids] profile",
+            ),
+            _ => crate::card::explain(step, status),
+        }
+    }
+
     fn select(&self, ch: &mut Channel) -> Result<(), Error> {
         let r = ch.send(&iso7816::select_aid(&AID))?;
-        iso7816::expect_ok("SELECT", &r)
+        iso7816::expect_ok(Step::Select, &r)
     }
 
     fn pin_tries(&self, ch: &mut Channel) -> Result<Tries, Error> {
@@ -142,9 +150,9 @@ impl Applet for GidsApplet {
         )
         .data(vec![0x83, 0x01, self.params.key_ref]);
         let r = ch.send(&mse)?;
-        iso7816::expect_ok("MSE SET", &r)?;
+        iso7816::expect_ok(Step::ManageSecurityEnvironment, &r)?;
         let r = ch.send(&iso7816::general_authenticate(0x00, 0x00, &[0x81, 0x00]).le(0))?;
-        iso7816::expect_ok("GENERAL AUTHENTICATE", &r)?;
+        iso7816::expect_ok(Step::GeneralAuthenticate, &r)?;
         let challenge = iso7816::template_value(&r.data, 0x81)
             .filter(|c| c.len() == 8)
             .ok_or_else(|| {
@@ -163,7 +171,11 @@ impl Applet for GidsApplet {
         let cmd = iso7816::general_authenticate(0x00, 0x00, &tlv::encode(0x82, c.as_bytes()))
             .spends_try();
         let r = ch.send(&cmd)?;
-        admin_verdict("GENERAL AUTHENTICATE", &r, &[Status::SecurityNotSatisfied])
+        admin_verdict(
+            Step::GeneralAuthenticate,
+            &r,
+            &[Status::SecurityNotSatisfied],
+        )
     }
 
     fn reset_pin(&self, ch: &mut Channel, pin: &Pin) -> Result<(), Error> {
@@ -178,7 +190,7 @@ impl Applet for GidsApplet {
         match r.status() {
             Status::Success => Ok(()),
             status => Err(Error::PinRejected {
-                step: "RESET RETRY COUNTER",
+                step: Step::ResetRetryCounter,
                 sw: r.sw,
                 status,
                 pin_tries: self.pin_tries(ch).unwrap_or(Tries::Unknown),

@@ -15,7 +15,7 @@
 use crate::admin_key::{Challenge, Cryptogram, KeyAlg};
 use crate::apdu::{ins, Command, Status};
 use crate::card::{admin_verdict, AdminChallenge, Applet, Tries};
-use crate::error::Error;
+use crate::error::{Error, Step};
 use crate::iso7816;
 use crate::profile::CardProfile;
 use crate::secret::Pin;
@@ -47,7 +47,7 @@ impl Applet for IsoApplet {
             return Ok(());
         };
         let r = ch.send(&self.cmd(ins::SELECT, 0x04, 0x00).data(aid))?;
-        iso7816::expect_ok("SELECT", &r)
+        iso7816::expect_ok(Step::Select, &r)
     }
 
     fn admin_tries(&self, ch: &mut Channel) -> Result<Tries, Error> {
@@ -77,7 +77,7 @@ impl Applet for IsoApplet {
     ) -> Result<AdminChallenge, Error> {
         let want = self.profile.challenge_len;
         let r = ch.send(&self.cmd(ins::GET_CHALLENGE, 0, 0).le(want))?;
-        iso7816::expect_ok("GET CHALLENGE", &r)?;
+        iso7816::expect_ok(Step::GetChallenge, &r)?;
         if r.data.len() != want as usize {
             return Err(Error::protocol(format!(
                 "GET CHALLENGE: the card sent a {}-byte challenge; the profile expects {want}. \
@@ -98,7 +98,7 @@ impl Applet for IsoApplet {
             .data(c.as_bytes().to_vec())
             .spends_try();
         let r = ch.send(&cmd)?;
-        match admin_verdict("EXTERNAL AUTHENTICATE", &r, &[]) {
+        match admin_verdict(Step::ExternalAuthenticate, &r, &[]) {
             Err(Error::Card {
                 status: Status::AuthFailed | Status::SecurityNotSatisfied,
                 ..
@@ -123,7 +123,7 @@ impl Applet for IsoApplet {
         match r.status() {
             Status::Success => Ok(()),
             status => Err(Error::PinRejected {
-                step: "RESET RETRY COUNTER",
+                step: Step::ResetRetryCounter,
                 sw: r.sw,
                 status,
                 pin_tries: self.pin_tries(ch).unwrap_or(Tries::Unknown),

@@ -15,7 +15,7 @@ pub mod piv;
 
 use crate::admin_key::{Challenge, Cryptogram, KeyAlg};
 use crate::apdu::Status;
-use crate::error::Error;
+use crate::error::{Error, Step};
 use crate::ids::CardId;
 use crate::profile::{CardProfile, Family};
 use crate::secret::Pin;
@@ -107,6 +107,12 @@ pub trait Applet: Send + Sync {
     /// Set the new PIN and reset its counter (after admin authentication).
     fn reset_pin(&self, ch: &mut Channel, pin: &Pin) -> Result<(), Error>;
 
+    /// What a status word means at a step on this family's cards: the hint
+    /// attached to [`Error::Card`].
+    fn explain(&self, step: Step, status: Status) -> Option<&'static str> {
+        explain(step, status)
+    }
+
     /// Set the new PIN with the PUK (families whose [`Applet::unlock`] is
     /// [`Unlock::Puk`]). A wrong PUK spends a PUK try.
     fn reset_pin_with_puk(&self, _ch: &mut Channel, _puk: &Pin, _pin: &Pin) -> Result<(), Error> {
@@ -131,7 +137,7 @@ pub fn for_profile(profile: CardProfile) -> Box<dyn Applet> {
 /// 9000 ok; 63Cx rejected with x tries left; 6983 (or 63C0) blocked; the
 /// family's own rejection words (`rejected`) rejected with the count unknown.
 pub(crate) fn admin_verdict(
-    step: &'static str,
+    step: Step,
     r: &crate::apdu::Response,
     rejected: &[Status],
 ) -> Result<(), Error> {
@@ -146,23 +152,19 @@ pub(crate) fn admin_verdict(
             sw: r.sw,
             tries_left: Tries::Unknown,
         }),
-        status => Err(Error::Card {
-            step,
-            sw: r.sw,
-            status,
-        }),
+        _ => Err(Error::card(step, r)),
     }
 }
 
-/// What a GET CHALLENGE / EXTERNAL AUTHENTICATE status word means, for docs
-/// and messages.
-pub fn explain_card_error(step: &str, status: Status) -> Option<&'static str> {
+/// What a status word means at a step, for every family: the hint
+/// [`Applet::explain`] gives unless the family knows better.
+pub fn explain(step: Step, status: Status) -> Option<&'static str> {
     match (step, status) {
-        ("EXTERNAL AUTHENTICATE" | "GENERAL AUTHENTICATE", Status::ConditionsNotSatisfied) => Some(
+        (s, Status::ConditionsNotSatisfied) if s.is_admin_response() => Some(
             "the card lost the challenge (another command came between the challenge and \
              the response); no try was spent. Run again",
         ),
-        ("EXTERNAL AUTHENTICATE" | "GENERAL AUTHENTICATE", Status::ReferenceDataNotFound) => Some(
+        (s, Status::ReferenceDataNotFound) if s.is_admin_response() => Some(
             "the card has no admin key at this key reference (or it is not initialised): \
              check the key reference in the profile (ext_auth_p2 for iso; key_ref of [gids] \
              or [piv]; xauth_key of [crescendo])",
@@ -174,9 +176,10 @@ pub fn explain_card_error(step: &str, status: Status) -> Option<&'static str> {
             Some("the card refused the CLA byte: check cla in the profile")
         }
         (_, Status::IncorrectP1P2) => Some("the card refused P1/P2: check the card profile"),
-        ("SELECT", Status::NotFound) => {
-            Some("the card has no application with this AID: check select_aid in the profile")
-        }
+        (Step::Select, Status::NotFound) => Some(
+            "the card has no application with this AID: check select_aid in the profile, or \
+             let scunblock detect the family (no --profile)",
+        ),
         _ => None,
     }
 }

@@ -19,7 +19,7 @@
 use crate::admin_key::{Challenge, Cryptogram, KeyAlg};
 use crate::apdu::{ins, Command, Status};
 use crate::card::{admin_verdict, AdminChallenge, Applet, Tries, Unlock};
-use crate::error::Error;
+use crate::error::{Error, Step};
 use crate::ids::CardId;
 use crate::iso7816;
 use crate::profile::{CardProfile, PivParams};
@@ -96,7 +96,7 @@ impl Applet for PivApplet {
 
     fn select(&self, ch: &mut Channel) -> Result<(), Error> {
         let r = ch.send(&iso7816::select_aid(&AID))?;
-        iso7816::expect_ok("SELECT", &r)
+        iso7816::expect_ok(Step::Select, &r)
     }
 
     fn pin_tries(&self, ch: &mut Channel) -> Result<Tries, Error> {
@@ -124,13 +124,7 @@ impl Applet for PivApplet {
         match r.status() {
             Status::Success => {}
             Status::NotFound | Status::ReferenceDataNotFound => return Ok(None),
-            status => {
-                return Err(Error::Card {
-                    step: "GET DATA",
-                    sw: r.sw,
-                    status,
-                })
-            }
+            _ => return Err(Error::card(Step::GetData, &r)),
         }
         Ok(tlv::find(&r.data, 0x53).and_then(chuid_guid))
     }
@@ -163,7 +157,7 @@ impl Applet for PivApplet {
         let alg = alg.unwrap_or(KeyAlg::Tdes);
         let cmd = iso7816::general_authenticate(alg_byte(alg), self.params.key_ref, &[0x81, 0x00]);
         let r = ch.send(&cmd)?;
-        iso7816::expect_ok("GENERAL AUTHENTICATE", &r)?;
+        iso7816::expect_ok(Step::GeneralAuthenticate, &r)?;
         let challenge = iso7816::template_value(&r.data, 0x81)
             .filter(|c| c.len() == alg.block_len())
             .ok_or_else(|| {
@@ -189,7 +183,7 @@ impl Applet for PivApplet {
         let r = ch.send(&cmd)?;
         // At the response step 6A80 is a rejected response, not bad input.
         admin_verdict(
-            "GENERAL AUTHENTICATE",
+            Step::GeneralAuthenticate,
             &r,
             &[Status::SecurityNotSatisfied, Status::IncorrectData],
         )
@@ -221,7 +215,7 @@ impl Applet for PivApplet {
                 tries_left: Tries::Unknown,
             }),
             status => Err(Error::PinRejected {
-                step: "RESET RETRY COUNTER",
+                step: Step::ResetRetryCounter,
                 sw: r.sw,
                 status,
                 pin_tries: self.pin_tries(ch).unwrap_or(Tries::Unknown),
