@@ -81,15 +81,16 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_alg: Option<KeyAlg>,
     /// An admin response went to the card.
-    pub challenge_sent: bool,
+    pub response_sent: bool,
     /// A PUK went to the card.
     pub puk_sent: bool,
     pub admin_authenticated: bool,
     pub pin_reset: bool,
     pub pin_tries_after: Tries,
-    /// What the responder did (CM: request id, HTTP calls, handshakes).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cm: Option<serde_json::Value>,
+    /// What the responder did (CM: request id, HTTP calls, handshakes). JSON
+    /// `cm`, its name since the first release.
+    #[serde(rename = "cm", skip_serializing_if = "Option::is_none")]
+    pub responder_report: Option<serde_json::Value>,
 }
 
 /// A failed run: the error and what was learned before it.
@@ -186,13 +187,13 @@ pub fn run<S: Session>(
     let ending = match &result {
         _ if !opts.mode.sends_cryptogram() => None,
         Ok(()) => Some(Ending::Succeeded),
-        Err(Error::AdminRejected { .. } | Error::AdminBlocked { .. }) if out.challenge_sent => {
+        Err(Error::AdminRejected { .. } | Error::AdminBlocked { .. }) if out.response_sent => {
             Some(Ending::Rejected)
         }
         Err(_) => Some(Ending::Interrupted),
     };
     let finished = ending.map_or(Ok(()), |e| responder.finish(e));
-    out.cm = responder.report();
+    out.responder_report = responder.report();
     match result.and(finished) {
         Ok(()) => Ok(out),
         Err(error) => Err(Box::new(Failure {
@@ -276,7 +277,7 @@ fn unblock<S: Session>(
         }
 
         // 6. The admin response: sent once, whatever the card answers.
-        out.challenge_sent = true;
+        out.response_sent = true;
         applet.authenticate(&mut ch, alg, &cryptogram)?;
         out.admin_authenticated = true;
         log::verbose("admin authentication succeeded");
@@ -549,7 +550,7 @@ mod tests {
         let (t, r) = play(card("63C1", "6983"), 0, Run::Unblock);
         let f = r.unwrap_err();
         assert_eq!(f.error.exit_code(), 5);
-        assert!(!f.outcome.unwrap().challenge_sent);
+        assert!(!f.outcome.unwrap().response_sent);
         assert_eq!(t.received.len(), 2);
     }
 
@@ -607,7 +608,7 @@ mod tests {
         let f = play(card("63C1", "6983"), 0, Run::Dry).1.unwrap_err();
         assert_eq!(f.error.exit_code(), 5);
         let (t, r) = play(card("63C5", "6983"), 0, Run::Dry);
-        assert!(!r.unwrap().challenge_sent);
+        assert!(!r.unwrap().response_sent);
         assert!(t.done());
     }
 
@@ -721,7 +722,7 @@ mod tests {
         let (t, r) = play_with(t, piv.as_ref(), 0, Run::Puk, |_| {});
         let out = r.unwrap();
         assert!(t.done());
-        assert!(out.pin_reset && out.puk_sent && !out.challenge_sent);
+        assert!(out.pin_reset && out.puk_sent && !out.response_sent);
         assert_eq!(out.puk_tries, Some(Tries::Unknown));
     }
 
@@ -793,6 +794,6 @@ mod tests {
         let out = inspect(&mut s, &applet, &Trace::off()).unwrap();
         assert_eq!(out.admin_tries, Tries::Left(5));
         assert_eq!(out.pin_tries_before, Tries::Left(3));
-        assert!(!out.challenge_sent);
+        assert!(!out.response_sent);
     }
 }

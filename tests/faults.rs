@@ -247,6 +247,8 @@ fn removed_after_external_authenticate() {
     assert_eq!(s["admin_tries"], 5);
     assert_eq!(s["rrc"], 0);
     assert_eq!(run.json()["admin_authenticated"], false);
+    assert_eq!(run.json()["response_sent"], true);
+    // Its old name, for one release.
     assert_eq!(run.json()["challenge_sent"], true);
 }
 
@@ -458,7 +460,7 @@ fn reset_mid_transaction_scripted() {
         let cryptograms = sent.iter().filter(|a| a.len() > 5 && a[1] == 0x82).count();
         assert!(cryptograms <= 1);
         let o = f.outcome.unwrap();
-        assert_eq!(o.challenge_sent, at >= 3);
+        assert_eq!(o.response_sent, at >= 3);
         assert_eq!(o.admin_authenticated, at >= 4);
     }
 }
@@ -535,6 +537,7 @@ fn pcscd_killed_during_get_challenge() {
     let s = check(&run, &r.card, 3, "pcscd");
     assert_eq!(cryptograms(&s), 0);
     assert_eq!(s["admin_tries"], 5);
+    assert_eq!(run.json()["response_sent"], false);
     assert_eq!(run.json()["challenge_sent"], false);
 }
 

@@ -378,7 +378,7 @@ fn one_run(
         Err(f) => f.outcome.as_ref(),
     };
     if let Some(o) = outcome {
-        prop_assert_eq!(o.challenge_sent, !crypto.is_empty());
+        prop_assert_eq!(o.response_sent, !crypto.is_empty());
         let refused = matches!(o.admin_tries, Tries::Left(0) | Tries::Blocked)
             || (o.admin_tries == Tries::Left(1) && !force_last_try);
         if refused {

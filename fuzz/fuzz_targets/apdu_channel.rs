@@ -200,7 +200,7 @@ fn drive_flow(sel: u8, opt: u8, card: FuzzCard) {
         Err(f) => f.outcome.as_ref(),
     };
     if let Some(o) = outcome {
-        assert_eq!(o.challenge_sent, !cryptograms.is_empty());
+        assert_eq!(o.response_sent, !cryptograms.is_empty());
         if matches!(o.admin_tries, Tries::Left(0) | Tries::Blocked)
             || (o.admin_tries == Tries::Left(1) && !force_last_try)
             || (o.admin_tries == Tries::Unknown && !allow_unknown_tries)

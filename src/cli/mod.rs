@@ -203,11 +203,11 @@ fn unblock(
                 })
         });
     let authenticated = match &result {
-        Ok(o) => o.challenge_sent || o.puk_sent,
+        Ok(o) => o.response_sent || o.puk_sent,
         Err(f) => f
             .outcome
             .as_ref()
-            .is_some_and(|o| o.challenge_sent || o.puk_sent),
+            .is_some_and(|o| o.response_sent || o.puk_sent),
     };
     // Drop any security state this run created.
     conn.close(authenticated);

@@ -70,6 +70,10 @@ impl Reporter {
 
     fn emit(&self, mut doc: Value) {
         doc["ok"] = json!(doc.get("ok").cloned().unwrap_or(json!(true)));
+        // `response_sent` was `challenge_sent` before: both keys for one release.
+        if let Some(sent) = doc.get("response_sent").cloned() {
+            doc["challenge_sent"] = sent;
+        }
         doc["command"] = json!(self.command);
         out_raw(&safe_json(doc, true));
     }
@@ -214,7 +218,7 @@ fn admin_tries_text(e: &Error, o: &Outcome) -> String {
     let verdict_lost = matches!(e, Error::Unavailable { .. } | Error::Protocol(_));
     match e.admin_tries() {
         Some(t) => tries_text(t, "admin key"),
-        None if o.challenge_sent && !o.admin_authenticated && verdict_lost => format!(
+        None if o.response_sent && !o.admin_authenticated && verdict_lost => format!(
             "{} before the admin response was sent (the card may have counted it; \
              `scunblock info` shows the count now)",
             tries_text(o.admin_tries, "admin key")

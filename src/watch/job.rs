@@ -406,9 +406,9 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
                     .with("pin_tries", json!(out.pin_tries_after))
                     .with("admin_tries", json!(out.admin_tries))
                     .with("responder", out.responder.clone())
-                    .with("cm", out.cm.clone()),
+                    .with("cm", out.responder_report.clone()),
             );
-            out.challenge_sent
+            out.response_sent
         }
         Err(f) => {
             let o = f.outcome.as_ref();
@@ -422,10 +422,10 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
                     &f.error,
                     o.map(|o| o.admin_tries).unwrap_or_default(),
                     o.map(|o| o.pin_tries_before).unwrap_or_default(),
-                    o.and_then(|o| o.cm.clone()),
+                    o.and_then(|o| o.responder_report.clone()),
                 ),
             );
-            o.is_some_and(|o| o.challenge_sent)
+            o.is_some_and(|o| o.response_sent)
         }
     };
     crate::scrub::forget_pin(pin.as_bytes());
@@ -644,7 +644,7 @@ fn secret_from(
 fn spent_and_refused(e: &Error, o: Option<&flow::Outcome>) -> bool {
     match e {
         Error::AdminRejected { .. } | Error::AdminBlocked { .. } => true,
-        _ => o.is_some_and(|o| o.challenge_sent && !o.admin_authenticated),
+        _ => o.is_some_and(|o| o.response_sent && !o.admin_authenticated),
     }
 }
 
@@ -674,7 +674,7 @@ mod tests {
     #[test]
     fn only_spent_responses_are_remembered() {
         let sent = Outcome {
-            challenge_sent: true,
+            response_sent: true,
             ..Outcome::default()
         };
         let rejected = Error::AdminRejected {
@@ -693,7 +693,7 @@ mod tests {
         // ... but not before a response was sent, or after it was accepted.
         assert!(!spent_and_refused(&Error::protocol("odd"), None));
         let accepted = Outcome {
-            challenge_sent: true,
+            response_sent: true,
             admin_authenticated: true,
             ..Outcome::default()
         };
