@@ -1797,6 +1797,7 @@ fn main() {
             ("`opensc-tool` ×6 APDUs, reset", opensc_reset.clone()),
             ("`scunblock unblock --cm http://… --request-id`", direct),
         ];
+        list.extend(gids.callgrind_list());
         if let Some(base) = &o.baseline {
             for (label, p) in [
                 ("baseline `scunblock --version`", env.agent(&[&"--version"])),

@@ -131,6 +131,15 @@ impl Gids {
         ]
     }
 
+    /// The commands whose instructions callgrind counts (after `check_after`: these runs
+    /// unblock the card too).
+    pub fn callgrind_list(&self) -> Vec<(&'static str, Proc)> {
+        vec![
+            ("`scunblock unblock` (local key), GIDS", self.agent.clone()),
+            ("`gids-tool --unblock`, GIDS", self.tool.clone()),
+        ]
+    }
+
     /// One run of each tool before the round-robin: both must unblock (exit 0, gids-tool
     /// saying so), the first one a blocked PIN.
     pub fn check_before(&self, work: &Path) {
