@@ -19,9 +19,11 @@
 //!    `unblock_succeeded`) and live (cards inserted while it watches: the last insertion, as
 //!    a `--monitor` process sees it, to the last `unblock_succeeded`);
 //! 6. cold start (`scunblock --version`), `readers`, `info`: wall, CPU, peak RSS; the
-//!    binary size; and (full mode, valgrind present) callgrind instruction counts.
+//!    binary size; and (full mode, valgrind present) callgrind instruction counts;
+//! 7. GIDS (issue 12): `scunblock unblock` against OpenSC's `gids-tool --unblock` on the same
+//!    virtual GIDS card, on a stack of its own (`gids.rs`).
 //!
-//! The commands of 1-4 and 6 run round-robin (A B C A B C ...), a warm-up round first. Whole
+//! The commands of 1-4, 6 and 7 run round-robin (A B C A B C ...), a warm-up round first. Whole
 //! processes are timed from spawn to `wait4`, which also gives their user+sys CPU and peak
 //! RSS. Medians and min–max are printed; nothing is asserted about times.
 //!
@@ -43,6 +45,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pcsc::{Context, Disposition, Protocols, Scope, ShareMode};
 use serde_json::Value;
+
+#[path = "bench/gids.rs"]
+mod gids;
 
 /// The virtual card's fixed challenge and the response under the all-zero 24-byte key (the
 /// CM docs' example vector: the CM test server's docs card has the same key).
@@ -88,7 +93,8 @@ usage: scunblock-bench --work DIR [--quick] [--runs N] [--warmup N] [--kiosk-run
                     same round-robin: before/after figures for a change
 Environment: SCUNBLOCK_BIN_DIR (default: this binary's directory: scunblock,
 scunblock-vcard, scunblock-cmserver), SCUNBLOCK_REPO (default: found from the binary's path;
-for scripts/vstack and scripts/testca), OPENSC_TOOL (default opensc-tool).";
+for scripts/vstack and scripts/testca), OPENSC_TOOL (default opensc-tool), GIDS_TOOL (default
+gids-tool).";
 
 struct Opts {
     work: PathBuf,
@@ -1502,6 +1508,8 @@ fn main() {
         key: key.clone(),
         stack,
     };
+    eprintln!("scunblock-bench: starting the GIDS stack");
+    let gids = gids::Gids::start(&o.repo, &work, &env, &reset_conf);
 
     // The CM test servers: http and https, the docs card (all-zero key) with one approved
     // request per run of the --request-id rows.
@@ -1690,6 +1698,7 @@ fn main() {
         "`scunblock info`",
         Action::Proc(Box::new(env.agent(&[&"info"]))),
     ));
+    rows.extend(gids.rows());
     if let Some(base) = &o.baseline {
         let with = |p: Proc| Proc {
             program: base.clone(),
@@ -1741,6 +1750,7 @@ fn main() {
             "opensc-tool did not replay the exchange as expected:\n{text}"
         ));
     }
+    gids.check_before(&work);
 
     eprintln!(
         "scunblock-bench: {} commands round-robin, {} warm-up + {} measured rounds",
@@ -1760,6 +1770,7 @@ fn main() {
             "the card is not in the expected state after the runs: {card:#}"
         ));
     }
+    gids.check_after(o.warmup + o.runs, &work);
 
     // Callgrind: instructions, repeatable where time is not.
     let mut instr: Vec<(String, u64)> = vec![];
@@ -1786,6 +1797,7 @@ fn main() {
             ("`opensc-tool` ×6 APDUs, reset", opensc_reset.clone()),
             ("`scunblock unblock --cm http://… --request-id`", direct),
         ];
+        list.extend(gids.callgrind_list());
         if let Some(base) = &o.baseline {
             for (label, p) in [
                 ("baseline `scunblock --version`", env.agent(&[&"--version"])),
@@ -2101,6 +2113,9 @@ fn report(r: &Report) -> String {
             );
         }
     }
+
+    // 7, next to the other single unblocks.
+    gids::report(&mut s, r.rows);
 
     // 4.
     let direct = |k: &str| {
