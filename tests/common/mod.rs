@@ -23,9 +23,9 @@ pub fn require<T, E: std::fmt::Display>(test: &str, part: Result<T, E>) -> Optio
     use std::io::Write;
     match part {
         Ok(t) => Some(t),
-        Err(why) if all_required() => panic!(
-            "{test} cannot run: {why} (CI or SCUNBLOCK_REQUIRE_ALL=1: a missing part fails)"
-        ),
+        Err(why) if all_required() => {
+            panic!("{test} cannot run: {why} (CI or SCUNBLOCK_REQUIRE_ALL=1: a missing part fails)")
+        }
         Err(why) => {
             let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
             None
