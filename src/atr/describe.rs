@@ -1,5 +1,5 @@
-//! [`Atr::describe`]: a decode as the lines a person reads, one per byte or field, in the
-//! words of ISO/IEC 7816-3 (and of pcsc-tools' ATR_analysis, which readers know).
+//! [`Atr::describe`]: a decode as the lines a person reads (`scunblock info`), one per byte
+//! or field, in the terms of ISO/IEC 7816-3.
 
 use std::fmt::Write as _;
 
