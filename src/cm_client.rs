@@ -1,6 +1,6 @@
 //! The MIM CM REST API client: one HTTP client per run (keep-alive), TLS
 //! always verified, every failure an exit-6 responder error that names what
-//! went wrong. See docs/cm.md and ../shared/notes/mimcm.md.
+//! went wrong. See docs/cm.md.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;

@@ -31,3 +31,13 @@ pub mod transport;
 pub mod watch;
 
 pub use error::Error;
+
+/// For unit tests whose part may be missing (the system's GSSAPI library, pcsc-tools' list):
+/// whether every test must run, in CI (`CI` set) or under scripts/test
+/// (`SCUNBLOCK_REQUIRE_ALL=1`). Then a missing part fails the test; elsewhere it says
+/// SKIPPED. The integration tests' copy of the rule is `require` in tests/common/mod.rs.
+#[cfg(test)]
+pub(crate) fn all_tests_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+        || std::env::var("SCUNBLOCK_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}

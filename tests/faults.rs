@@ -3,6 +3,10 @@
 //! options), by another PC/SC client (`scunblock-holdcard`), by killing pcscd, and by the
 //! CM test server. Needs root and `cargo build --workspace` (the testkit binaries).
 //!
+//! The rows of docs/reliability.md's tables are `#[rstest]` cases named after its "test"
+//! column, one function per table where the rows share their steps; the rows with their own
+//! choreography (another client, a CM approval in progress) are tests of their own.
+//!
 //! Every row asserts, through [`check`]: the documented exit code; no panic; at most one
 //! EXTERNAL AUTHENTICATE with data reached the card; no RESET RETRY COUNTER unless the
 //! answer to that EXTERNAL AUTHENTICATE was 9000; and a clear message on stderr (plus the
@@ -20,6 +24,7 @@ use std::time::{Duration, Instant};
 use common::cm::{CmServer, DOCS_CARD_ID as CARDID, DOCS_REQUEST as REQ, DOCS_SMARTCARD as SCID};
 use common::run::{apdus, cryptograms, secret_file, Run, GOLDEN_CHALLENGE, ZERO_KEY};
 use common::stack::{Card, VStack};
+use rstest::rstest;
 use serde_json::Value;
 
 const PIN: &str = "Ab3$x9Qz";
@@ -216,64 +221,136 @@ fn count(state: &Value, prefix: &str) -> usize {
         .count()
 }
 
+/// What a row expects beyond [`check`]'s invariants: the "expected" column of its table.
+#[derive(Default)]
+struct Expect {
+    /// (APDU prefix in lowercase hex, exact count in the card's log).
+    apdus: Vec<(&'static str, usize)>,
+    /// (APDU prefix, at least this many).
+    apdus_at_least: Vec<(&'static str, usize)>,
+    cryptograms: Option<usize>,
+    /// Fields of the card's state file (`admin_tries`, `rrc`, `pin`).
+    card: Vec<(&'static str, Value)>,
+    /// JSON pointers into scunblock's `--json` document.
+    json: Vec<(&'static str, Value)>,
+    says: Vec<&'static str>,
+    never_says: Vec<&'static str>,
+}
+
+fn expect() -> Expect {
+    Expect::default()
+}
+
+impl Expect {
+    fn apdus(mut self, prefix: &'static str, n: usize) -> Expect {
+        self.apdus.push((prefix, n));
+        self
+    }
+    fn apdus_at_least(mut self, prefix: &'static str, n: usize) -> Expect {
+        self.apdus_at_least.push((prefix, n));
+        self
+    }
+    /// No GET CHALLENGE reached the card.
+    fn no_challenge(self) -> Expect {
+        self.apdus("0084", 0)
+    }
+    fn cryptograms(mut self, n: usize) -> Expect {
+        self.cryptograms = Some(n);
+        self
+    }
+    fn admin_tries(mut self, n: u64) -> Expect {
+        self.card.push(("admin_tries", n.into()));
+        self
+    }
+    /// RESET RETRY COUNTERs the card processed.
+    fn rrc(mut self, n: u64) -> Expect {
+        self.card.push(("rrc", n.into()));
+        self
+    }
+    /// The card's PIN is the new one.
+    fn pin_set(mut self) -> Expect {
+        self.card.push(("pin", PIN.into()));
+        self
+    }
+    fn json(mut self, pointer: &'static str, value: impl Into<Value>) -> Expect {
+        self.json.push((pointer, value.into()));
+        self
+    }
+    /// stderr contains `text`.
+    fn says(mut self, text: &'static str) -> Expect {
+        self.says.push(text);
+        self
+    }
+    fn never_says(mut self, text: &'static str) -> Expect {
+        self.never_says.push(text);
+        self
+    }
+
+    fn verify(&self, run: &Run, state: &Value) {
+        for (prefix, n) in &self.apdus {
+            assert_eq!(count(state, prefix), *n, "{prefix}: {:?}", apdus(state));
+        }
+        for (prefix, n) in &self.apdus_at_least {
+            assert!(count(state, prefix) >= *n, "{prefix}: {:?}", apdus(state));
+        }
+        if let Some(n) = self.cryptograms {
+            assert_eq!(cryptograms(state), n, "cryptograms: {:?}", apdus(state));
+        }
+        for (field, value) in &self.card {
+            assert_eq!(&state[field], value, "card's {field}: {state:#}");
+        }
+        if !self.json.is_empty() {
+            let doc = run.json();
+            for (pointer, value) in &self.json {
+                assert_eq!(doc.pointer(pointer), Some(value), "{pointer}: {doc:#}");
+            }
+        }
+        for text in &self.says {
+            assert!(run.stderr.contains(text), "want {text:?}: {}", run.stderr);
+        }
+        for text in &self.never_says {
+            assert!(!run.stderr.contains(text), "{text:?}: {}", run.stderr);
+        }
+    }
+}
+
+/// One row of a card-side table: a card with `card_args`, `unblock` with `key` and `extra`,
+/// then the invariants, the exit code, the message and `expected`.
+fn card_row(
+    card_args: &[&str],
+    key: &str,
+    extra: &[&str],
+    code: i32,
+    message: &str,
+    expected: Expect,
+) {
+    let r = row(card_args);
+    let run = r.unblock_with_key(key, extra);
+    let state = check(&run, &r.card, code, message);
+    expected.verify(&run, &state);
+}
+
 // --- card removed --------------------------------------------------------------------------
 
-#[test]
-fn removed_after_the_atr() {
-    // The first command APDU (the admin tries query) finds the card gone.
-    let r = row(&["--vanish-after", "1"]);
-    let s = check(&r.unblock(&[]), &r.card, 3, "the card was removed");
-    assert_eq!(count(&s, "0084"), 0, "no challenge asked");
-    assert_eq!(cryptograms(&s), 0);
-}
-
-#[test]
-fn removed_after_get_challenge() {
-    // The cryptogram goes out once and finds the card gone (the card never processes it).
-    let r = row(&["--vanish-on-ins", "82+data"]);
-    let run = r.unblock(&[]);
-    let s = check(&run, &r.card, 3, "the card was removed");
-    assert_eq!(s["admin_tries"], 5);
-    assert_eq!(s["rrc"], 0);
-    assert!(run.stderr.contains("scunblock info"), "{}", run.stderr);
-}
-
-#[test]
-fn removed_after_external_authenticate() {
-    // The card processes the cryptogram (right key: authenticated), then is gone.
-    let r = row(&["--vanish-after-ins", "82+data"]);
-    let run = r.unblock(&[]);
-    let s = check(&run, &r.card, 3, "the card was removed");
-    assert_eq!(s["admin_tries"], 5);
-    assert_eq!(s["rrc"], 0);
-    assert_eq!(run.json()["admin_authenticated"], false);
-    assert_eq!(run.json()["response_sent"], true);
-    // Its old name, for one release.
-    assert_eq!(run.json()["challenge_sent"], true);
-}
-
-#[test]
-fn removed_after_a_wrong_external_authenticate() {
-    // The card counts the wrong cryptogram, then is gone before it can say so: the user is
-    // told the try may be spent and how to see the count.
-    let r = row(&["--vanish-after-ins", "82+data"]);
-    let run = r.unblock_with_key(WRONG_KEY, &[]);
-    let s = check(&run, &r.card, 3, "the card was removed");
-    assert_eq!(s["admin_tries"], 4);
-    assert!(run.stderr.contains("may have"), "{}", run.stderr);
-    assert!(run.stderr.contains("scunblock info"), "{}", run.stderr);
-}
-
-#[test]
-fn removed_before_reset_retry_counter_answers() {
-    // RESET RETRY COUNTER is processed (the PIN is set) but its answer never comes.
-    let r = row(&["--vanish-after-ins", "2C"]);
-    let run = r.unblock(&[]);
-    let s = check(&run, &r.card, 3, "the card was removed");
-    assert_eq!(s["rrc"], 1);
-    assert_eq!(s["pin"], PIN, "the card did set the PIN");
-    assert_eq!(run.json()["admin_authenticated"], true);
-    assert!(run.stderr.contains("may have been set"), "{}", run.stderr);
+/// docs/reliability.md, "Card removed". The card answers nothing from the APDU the option
+/// names on: the first one; the cryptogram (never processed); the APDU after the processed
+/// cryptogram (right key: authenticated; wrong key: the card counted the try but could not
+/// say so); the answer to a processed RESET RETRY COUNTER (the PIN was set).
+#[rstest]
+#[case::removed_after_the_atr(&["--vanish-after", "1"], ZERO_KEY,
+    expect().no_challenge().cryptograms(0))]
+#[case::removed_after_get_challenge(&["--vanish-on-ins", "82+data"], ZERO_KEY,
+    expect().admin_tries(5).rrc(0).says("scunblock info"))]
+#[case::removed_after_external_authenticate(&["--vanish-after-ins", "82+data"], ZERO_KEY,
+    expect().admin_tries(5).rrc(0)
+        .json("/admin_authenticated", false).json("/response_sent", true)
+        .json("/challenge_sent", true))]
+#[case::removed_after_a_wrong_external_authenticate(&["--vanish-after-ins", "82+data"], WRONG_KEY,
+    expect().admin_tries(4).says("may have").says("scunblock info"))]
+#[case::removed_before_reset_retry_counter_answers(&["--vanish-after-ins", "2C"], ZERO_KEY,
+    expect().rrc(1).pin_set().json("/admin_authenticated", true).says("may have been set"))]
+fn card_removed(#[case] card: &[&str], #[case] key: &str, #[case] expected: Expect) {
+    card_row(card, key, &[], 3, "the card was removed", expected);
 }
 
 // --- reset by another process --------------------------------------------------------------
@@ -527,31 +604,22 @@ fn transaction_holder_is_waited_for() {
 
 // --- pcscd killed --------------------------------------------------------------------------
 
-#[test]
-fn pcscd_killed_during_get_challenge() {
-    let r = row(&["--delay-ins", "84=5000"]);
+/// docs/reliability.md, "pcscd killed": the card stalls the APDU `stalled` (hex prefix) for
+/// 5 s, and pcscd is killed while it does.
+#[rstest]
+#[case::pcscd_killed_during_get_challenge("84=5000", "0084",
+    expect().cryptograms(0).admin_tries(5).json("/response_sent", false)
+        .json("/challenge_sent", false))]
+#[case::pcscd_killed_after_admin_authentication("2C=5000", "002c",
+    expect().json("/admin_authenticated", true).says("may have been set"))]
+fn pcscd_killed(#[case] delay: &str, #[case] stalled: &str, #[case] expected: Expect) {
+    let r = row(&["--delay-ins", delay]);
     let run = r.spawn_unblock(&[]);
-    r.wait_for_apdu("0084");
+    r.wait_for_apdu(stalled);
     r.stack.kill_pcscd();
     let run = finish(run);
-    let s = check(&run, &r.card, 3, "pcscd");
-    assert_eq!(cryptograms(&s), 0);
-    assert_eq!(s["admin_tries"], 5);
-    assert_eq!(run.json()["response_sent"], false);
-    assert_eq!(run.json()["challenge_sent"], false);
-}
-
-#[test]
-fn pcscd_killed_after_admin_authentication() {
-    // The admin response was accepted; pcscd dies while RESET RETRY COUNTER is pending.
-    let r = row(&["--delay-ins", "2C=5000"]);
-    let run = r.spawn_unblock(&[]);
-    r.wait_for_apdu("002c");
-    r.stack.kill_pcscd();
-    let run = finish(run);
-    check(&run, &r.card, 3, "pcscd");
-    assert_eq!(run.json()["admin_authenticated"], true);
-    assert!(run.stderr.contains("may have been set"), "{}", run.stderr);
+    let state = check(&run, &r.card, 3, "pcscd");
+    expected.verify(&run, &state);
 }
 
 #[test]
@@ -577,214 +645,89 @@ fn pcscd_killed_while_cm_approves() {
 
 // --- what the card answers -----------------------------------------------------------------
 
-#[test]
-fn empty_answer_to_get_challenge() {
-    // vpcd 0.8 only delivers an empty answer when the card closes the connection: the host
-    // sees 0 bytes, PC/SC then reports the card gone.
-    let r = row(&["--respond-ins", "84="]);
-    let s = check(&r.unblock(&[]), &r.card, 3, "the card was removed");
-    assert_eq!(cryptograms(&s), 0);
-}
-
-#[test]
-fn empty_answer_to_external_authenticate() {
-    let r = row(&["--respond-ins", "82+data="]);
-    let s = check(&r.unblock(&[]), &r.card, 3, "the card was removed");
-    assert_eq!(s["admin_tries"], 5, "the card never processed it");
-    assert_eq!(s["rrc"], 0);
-}
-
-#[test]
-fn one_byte_answer_to_get_challenge() {
-    let r = row(&["--respond-ins", "84=90"]);
-    let s = check(
-        &r.unblock(&[]),
-        &r.card,
-        1,
-        "answered 1 byte(s) to 00 84: a response needs at least a status word",
-    );
-    assert_eq!(cryptograms(&s), 0);
-}
-
-#[test]
-fn one_byte_answer_to_external_authenticate() {
-    let r = row(&["--respond-ins", "82+data=90"]);
-    let run = r.unblock(&[]);
-    let s = check(&run, &r.card, 1, "answered 1 byte(s) to 00 82");
+/// docs/reliability.md, "What the card answers": `card` makes the virtual card answer so.
+/// An empty answer: vpcd 0.8 only delivers one when the card closes the connection, so the
+/// host sees 0 bytes and PC/SC reports the card gone. 6A88: a real one, the card's admin key
+/// sits at another reference (P2 01), and the tries query is answered 6A88 too. 6D00: the
+/// card knows no INS 82 at all. Both leave the admin tries unknown: `--allow-unknown-tries`.
+#[rstest]
+#[case::empty_answer_to_get_challenge(&["--respond-ins", "84="], &[],
+    3, "the card was removed", expect().cryptograms(0))]
+#[case::empty_answer_to_external_authenticate(&["--respond-ins", "82+data="], &[],
+    3, "the card was removed", expect().admin_tries(5).rrc(0))]
+#[case::one_byte_answer_to_get_challenge(&["--respond-ins", "84=90"], &[],
+    1, "answered 1 byte(s) to 00 84: a response needs at least a status word",
+    expect().cryptograms(0))]
+#[case::one_byte_answer_to_external_authenticate(&["--respond-ins", "82+data=90"], &[],
+    1, "answered 1 byte(s) to 00 82",
     // Its verdict on the response is lost: the try may be spent.
-    assert!(run.stderr.contains("may have counted it"), "{}", run.stderr);
-    assert_eq!(cryptograms(&s), 1);
-    assert_eq!(s["rrc"], 0);
-}
-
-#[test]
-fn unknown_status_word_to_get_challenge() {
-    let r = row(&["--respond-ins", "84=6F00"]);
-    let s = check(
-        &r.unblock(&[]),
-        &r.card,
-        1,
-        "GET CHALLENGE: the card answered SW 6F00",
-    );
-    assert_eq!(cryptograms(&s), 0);
-}
-
-#[test]
-fn unknown_status_word_to_external_authenticate() {
-    let r = row(&["--respond-ins", "82+data=6F00"]);
-    let run = r.unblock(&[]);
-    let s = check(
-        &run,
-        &r.card,
-        1,
-        "EXTERNAL AUTHENTICATE: the card answered SW 6F00",
-    );
-    assert_eq!(s["rrc"], 0);
-    assert_eq!(run.json()["error"]["sw"], "6F00");
-}
-
-#[test]
-fn challenge_lost_6985() {
-    let r = row(&["--respond-ins", "82+data=6985"]);
-    let run = r.unblock(&[]);
-    let s = check(&run, &r.card, 1, "SW 6985");
-    assert!(run.stderr.contains("lost the challenge"), "{}", run.stderr);
-    // The card said what it did: no "may have" about the tries.
-    assert!(!run.stderr.contains("may have"), "{}", run.stderr);
-    assert_eq!(s["rrc"], 0);
-    assert_eq!(cryptograms(&s), 1, "not retried");
-}
-
-#[test]
-fn key_not_set_6a88() {
-    // A real 6A88: the card's admin key sits at another reference (P2 01).
-    let r = row(&["--key-ref", "01"]);
-    // The tries query is answered 6A88 too: the admin tries are unknown.
-    let run = r.unblock(&["--allow-unknown-tries"]);
-    let s = check(&run, &r.card, 1, "SW 6A88");
-    assert!(run.stderr.contains("ext_auth_p2"), "{}", run.stderr);
-    assert_eq!(s["admin_tries"], 5);
-    assert_eq!(cryptograms(&s), 1);
-}
-
-#[test]
-fn external_authenticate_unsupported_6d00() {
-    // The card knows no INS 82 at all: the tries query says nothing, the cryptogram 6D00.
-    let r = row(&["--respond-ins", "82=6D00"]);
-    // The tries query says nothing (6D00): the admin tries are unknown.
-    let run = r.unblock(&["--allow-unknown-tries"]);
-    let s = check(&run, &r.card, 1, "SW 6D00");
-    assert!(
-        run.stderr.contains("another card profile"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(cryptograms(&s), 1);
-    assert_eq!(s["rrc"], 0);
-}
-
-#[test]
-fn nine_byte_challenge() {
-    let r = row(&["--respond-ins", "84=D61143F9CCFFD2CA009000"]);
-    let s = check(&r.unblock(&[]), &r.card, 1, "9-byte challenge");
-    assert_eq!(cryptograms(&s), 0, "no response computed or sent");
-}
-
-#[test]
-fn t0_chains_of_61xx() {
-    let r = row(&["--t0", "--t0-chunk", "3"]);
-    let s = check(&r.unblock(&["--trace"]), &r.card, 0, "\"pin_reset\": true");
-    assert!(count(&s, "00c00000") >= 3, "{:?}", apdus(&s));
-    assert_eq!(s["pin"], PIN);
-}
-
-#[test]
-fn endless_61xx_is_cut_off() {
+    expect().says("may have counted it").cryptograms(1).rrc(0))]
+#[case::unknown_status_word_to_get_challenge(&["--respond-ins", "84=6F00"], &[],
+    1, "GET CHALLENGE: the card answered SW 6F00", expect().cryptograms(0))]
+#[case::unknown_status_word_to_external_authenticate(&["--respond-ins", "82+data=6F00"], &[],
+    1, "EXTERNAL AUTHENTICATE: the card answered SW 6F00",
+    expect().rrc(0).json("/error/sw", "6F00"))]
+#[case::challenge_lost_6985(&["--respond-ins", "82+data=6985"], &[],
+    1, "SW 6985",
+    // The card said what it did: no "may have" about the tries. Not retried.
+    expect().says("lost the challenge").never_says("may have").rrc(0).cryptograms(1))]
+#[case::key_not_set_6a88(&["--key-ref", "01"], &["--allow-unknown-tries"],
+    1, "SW 6A88", expect().says("ext_auth_p2").admin_tries(5).cryptograms(1))]
+#[case::external_authenticate_unsupported_6d00(&["--respond-ins", "82=6D00"],
+    &["--allow-unknown-tries"],
+    1, "SW 6D00", expect().says("another card profile").cryptograms(1).rrc(0))]
+#[case::nine_byte_challenge(&["--respond-ins", "84=D61143F9CCFFD2CA009000"], &[],
+    1, "9-byte challenge", expect().cryptograms(0))]
+#[case::t0_chains_of_61xx(&["--t0", "--t0-chunk", "3"], &["--trace"],
+    0, "\"pin_reset\": true", expect().apdus_at_least("00c00000", 3).pin_set())]
+#[case::endless_61xx_is_cut_off(&["--respond-ins", "84=6108", "--respond-ins", "C0=006101"], &[],
     // Every GET RESPONSE gives one byte and 6101 again.
-    let r = row(&["--respond-ins", "84=6108", "--respond-ins", "C0=006101"]);
-    let s = check(&r.unblock(&[]), &r.card, 1, "kept answering 61xx");
-    assert_eq!(count(&s, "00c0"), 64);
-    assert_eq!(cryptograms(&s), 0);
-}
-
-#[test]
-fn wrong_le_6cxx_is_resent_once() {
-    let r = row(&["--sw6c"]);
-    let s = check(&r.unblock(&[]), &r.card, 0, "");
-    assert_eq!(count(&s, "0084"), 2);
-    assert_eq!(s["pin"], PIN);
-}
-
-#[test]
-fn repeated_6cxx_is_not_resent_again() {
-    let r = row(&["--respond-ins", "84=6C08"]);
-    let s = check(&r.unblock(&[]), &r.card, 1, "SW 6C08");
-    assert_eq!(count(&s, "0084"), 2);
-    assert_eq!(cryptograms(&s), 0);
-}
-
-#[test]
-fn six_c_to_the_cryptogram_is_never_resent() {
-    let r = row(&["--respond-ins", "82+data=6C08"]);
-    let s = check(&r.unblock(&[]), &r.card, 1, "SW 6C08");
-    assert_eq!(cryptograms(&s), 1);
-    assert_eq!(s["rrc"], 0);
+    1, "kept answering 61xx", expect().apdus("00c0", 64).cryptograms(0))]
+#[case::wrong_le_6cxx_is_resent_once(&["--sw6c"], &[],
+    0, "", expect().apdus("0084", 2).pin_set())]
+#[case::repeated_6cxx_is_not_resent_again(&["--respond-ins", "84=6C08"], &[],
+    1, "SW 6C08", expect().apdus("0084", 2).cryptograms(0))]
+#[case::six_c_to_the_cryptogram_is_never_resent(&["--respond-ins", "82+data=6C08"], &[],
+    1, "SW 6C08", expect().cryptograms(1).rrc(0))]
+fn card_answers(
+    #[case] card: &[&str],
+    #[case] extra: &[&str],
+    #[case] code: i32,
+    #[case] message: &str,
+    #[case] expected: Expect,
+) {
+    card_row(card, ZERO_KEY, extra, code, message, expected);
 }
 
 // --- RESET RETRY COUNTER rejected, admin tries -----------------------------------------------
 
-#[test]
-fn reset_retry_counter_rejected_6a80() {
-    let r = row(&["--pin-max-len", "6"]);
-    let run = r.unblock(&[]);
-    let s = check(&run, &r.card, 7, "SW 6A80");
-    assert!(
-        run.stderr.contains("PIN tries left: 0 (blocked)"),
-        "{}",
-        run.stderr
-    );
-    let doc = run.json();
-    assert_eq!(doc["pin_tries_after"], 0);
-    assert_eq!(doc["error"]["sw"], "6A80");
-    assert_eq!(s["rrc"], 1);
-}
-
-#[test]
-fn last_admin_try_is_refused_without_the_flag() {
-    let r = row(&["--admin-tries", "1"]);
-    let run = r.unblock(&[]);
-    let s = check(&run, &r.card, 5, "only ONE admin try is left");
-    assert!(run.stderr.contains("--force-last-try"), "{}", run.stderr);
-    assert_eq!(count(&s, "0084"), 0);
-    assert_eq!(cryptograms(&s), 0);
-    assert_eq!(run.json()["admin_tries"], 1);
-}
-
-#[test]
-fn last_admin_try_is_spent_with_the_flag() {
-    let r = row(&["--admin-tries", "1"]);
-    let run = r.unblock(&["--force-last-try"]);
-    let s = check(&run, &r.card, 0, "spending the LAST admin try");
-    assert_eq!(cryptograms(&s), 1);
-    assert_eq!(s["admin_tries"], 5, "a right response restores the count");
-    assert_eq!(s["pin"], PIN);
-}
-
-#[test]
-fn last_admin_try_spent_on_a_wrong_key_blocks() {
-    let r = row(&["--admin-tries", "1"]);
-    let run = r.unblock_with_key(WRONG_KEY, &["--force-last-try"]);
-    let s = check(&run, &r.card, 5, "blocked");
-    assert_eq!(cryptograms(&s), 1);
-    assert_eq!(s["admin_tries"], 0);
-    assert_eq!(s["rrc"], 0);
-}
-
-#[test]
-fn blocked_admin_key_sends_nothing() {
-    let r = row(&["--admin-tries", "0"]);
-    let s = check(&r.unblock(&["--force-last-try"]), &r.card, 5, "blocked");
-    assert_eq!(count(&s, "0084"), 0);
+/// docs/reliability.md, "RESET RETRY COUNTER rejected, admin tries". A right response
+/// restores the admin tries; a wrong one on the last try blocks the key.
+#[rstest]
+#[case::reset_retry_counter_rejected_6a80(&["--pin-max-len", "6"], ZERO_KEY, &[],
+    7, "SW 6A80",
+    expect().says("PIN tries left: 0 (blocked)")
+        .json("/pin_tries_after", 0).json("/error/sw", "6A80").rrc(1))]
+#[case::last_admin_try_is_refused_without_the_flag(&["--admin-tries", "1"], ZERO_KEY, &[],
+    5, "only ONE admin try is left",
+    expect().says("--force-last-try").no_challenge().cryptograms(0).json("/admin_tries", 1))]
+#[case::last_admin_try_is_spent_with_the_flag(&["--admin-tries", "1"], ZERO_KEY,
+    &["--force-last-try"],
+    0, "spending the LAST admin try", expect().cryptograms(1).admin_tries(5).pin_set())]
+#[case::last_admin_try_spent_on_a_wrong_key_blocks(&["--admin-tries", "1"], WRONG_KEY,
+    &["--force-last-try"],
+    5, "blocked", expect().cryptograms(1).admin_tries(0).rrc(0))]
+#[case::blocked_admin_key_sends_nothing(&["--admin-tries", "0"], ZERO_KEY, &["--force-last-try"],
+    5, "blocked", expect().no_challenge())]
+fn tries_and_reset_retry_counter(
+    #[case] card: &[&str],
+    #[case] key: &str,
+    #[case] extra: &[&str],
+    #[case] code: i32,
+    #[case] message: &str,
+    #[case] expected: Expect,
+) {
+    card_row(card, key, extra, code, message, expected);
 }
 
 // --- CM (the rest of the CM failures are in tests/cm.rs) -----------------------------------

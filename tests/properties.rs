@@ -59,7 +59,24 @@ proptest! {
     fn status_words_decode_losslessly(sw in any::<u16>()) {
         let status = Status::from(sw);
         prop_assert_eq!(sw_of(status), sw);
-        prop_assert!(!status.to_string().is_empty());
+        // The text names what the card said: the count it carries, or one fixed phrase.
+        let text = status.to_string();
+        let (hi, lo) = ((sw >> 8) as u8, sw as u8);
+        match status {
+            Status::MoreData(n) => prop_assert_eq!(
+                text,
+                format!("{} more bytes available", if n == 0 { 256 } else { usize::from(n) })
+            ),
+            Status::WrongLe(n) => prop_assert_eq!(text, format!("wrong Le, expected {n}")),
+            Status::TriesLeft(n) => prop_assert_eq!(text, format!("{n} tries left")),
+            Status::Other(_) => prop_assert_eq!(text, "unknown status"),
+            _ => prop_assert!(
+                text != "unknown status" && !text.chars().any(|c| c.is_ascii_digit()),
+                "{sw:04X}: {text}"
+            ),
+        }
+        prop_assert_eq!(matches!(status, Status::MoreData(_)), hi == 0x61);
+        prop_assert_eq!(matches!(status, Status::TriesLeft(_)), hi == 0x63 && lo & 0xF0 == 0xC0);
     }
 
     #[test]

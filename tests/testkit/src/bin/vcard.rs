@@ -33,7 +33,7 @@
 //! # Card families (`--family gids|piv|crescendo`)
 //! Written from the clients' sources (OpenSC card-gids.c, gids-tool.c, card-piv.c;
 //! yubico-piv-tool lib/ykpiv.c; GidsApplet) and HID's documentation, as
-//! ../shared/notes/real-cards.md and gids.md quote them; `tests/thirdparty.rs` checks them
+//! docs/cards.md summarizes them; `tests/thirdparty.rs` checks them
 //! with those clients. What every family shares:
 //! - The admin key (`--admin-key`; PIV 9B / Crescendo XAUTH: 3DES or AES, `--mgmt-alg`) has
 //!   an internal retry counter (`--admin-tries`, `--admin-max`): a wrong answer costs one

@@ -1,6 +1,6 @@
 //! Small helpers: GUIDs, id normalization, dates.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// A random (version 4) GUID in lowercase 8-4-4-4-12 form.
 pub fn new_guid() -> String {
@@ -44,82 +44,20 @@ pub fn is_guid(s: &str) -> bool {
         })
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-struct Parts {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u64,
-    min: u64,
-    sec: u64,
-    millis: u32,
-    weekday: usize,
-}
-
-fn parts(t: SystemTime) -> Parts {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    Parts {
-        year,
-        month,
-        day,
-        hour: rem / 3600,
-        min: (rem % 3600) / 60,
-        sec: rem % 60,
-        millis: d.subsec_millis(),
-        // 1970-01-01 was a Thursday.
-        weekday: ((days + 4).rem_euclid(7)) as usize,
-    }
-}
-
 /// RFC 9110 IMF-fixdate, for the Date header.
 pub fn http_date(t: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let p = parts(t);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[p.weekday],
-        p.day,
-        MONTHS[(p.month - 1) as usize],
-        p.year,
-        p.hour,
-        p.min,
-        p.sec
-    )
+    httpdate::fmt_http_date(t)
 }
 
 /// ISO 8601 UTC with milliseconds, as .NET serializes DateTime.
 pub fn iso8601(t: SystemTime) -> String {
-    let p = parts(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        p.year, p.month, p.day, p.hour, p.min, p.sec, p.millis
-    )
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn dates() {

@@ -1,5 +1,5 @@
 //! The `crescendo` personality: the ACA (administrative) instance of an HID Crescendo card,
-//! from HID's public low-level API pages as ../shared/notes/real-cards.md §5 quotes them:
+//! from HID's public low-level API pages as docs/cards.md ("HID Crescendo") sums them up:
 //! GET CHALLENGE (8 bytes for a 3DES XAUTH key, 16 for AES-128), EXTERNAL AUTHENTICATE with
 //! XAUTH key 1 (P2 01) in ECB, UNLOCK PIN with the new PIN FF-padded to 8. The card also
 //! carries a PIV instance, so it answers the PIV SELECT with 9000 too: only its ATR tells it

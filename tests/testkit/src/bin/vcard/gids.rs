@@ -1,5 +1,5 @@
 //! The `gids` personality: a GIDS card as OpenSC's card-gids.c and gids-tool, GidsApplet and
-//! the facts notes (../shared/notes/gids.md) describe it. Admin authentication in both GIDS
+//! docs/cards.md ("GIDS") describe it. Admin authentication in both GIDS
 //! forms (external: one 8-byte challenge, what CM's response fits; mutual: what gids-tool and
 //! Windows use), RESET RETRY COUNTER after it, the PIN status object, the minidriver data
 //! objects OpenSC reads, and enough of the file-system commands for `gids-tool --initialize`

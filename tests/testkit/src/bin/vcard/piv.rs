@@ -1,6 +1,6 @@
 //! The `piv` personality: a PIV card (SP 800-73) with YubiKey's extensions, as
-//! yubico-piv-tool (lib/ykpiv.c), OpenSC's card-piv.c / piv-tool and the facts notes
-//! (../shared/notes/real-cards.md §2) describe it. The 9B management key in both forms
+//! yubico-piv-tool (lib/ykpiv.c), OpenSC's card-piv.c / piv-tool and
+//! docs/cards.md ("PIV / YubiKey") describe it. The 9B management key in both forms
 //! (external: one challenge; witness: what yubico-piv-tool sends), 3DES or AES; the PIN and
 //! the PUK (PIV resets the PIN with the PUK, never with the admin key); the CHUID with its
 //! GUID (the card id); YubiKey's GET METADATA, GET VERSION and GET SERIAL unless
