@@ -308,12 +308,14 @@ impl TokenSession {
             .map_err(|e| p11("looking for the key (C_FindObjects)", e))?;
         let handle = match found.as_slice() {
             [one] => *one,
-            [] => return Err(Error::responder(format!(
+            [] => {
+                return Err(Error::responder(format!(
                 "the key object ({named}) is not on the token \"{}\"{}. Import it (docs/keys.md) \
                      or fix object=/id= in the URI",
                 self.label,
                 self.other_keys()
-            ))),
+            )))
+            }
             more => {
                 return Err(Error::responder(format!(
                     "{} secret keys on the token \"{}\" match ({named}); name one with both \
