@@ -837,3 +837,50 @@ fn watch_does_not_start_with_a_bad_module_or_pin() {
     }
     assert_eq!(calls(&log, "C_Login"), 1);
 }
+
+/// The URI that GnuTLS's `p11tool --list-all` prints for the key is taken as it is.
+#[test]
+fn the_uri_p11tool_prints_works_as_it_is() {
+    let hsm = SoftHsm::new(TOKEN);
+    hsm.import(TOKEN, "admin-key", "01", "DES3:24", &[0u8; 24]);
+    let out = Command::new("p11tool")
+        .args([
+            "--provider",
+            SOFTHSM,
+            "--login",
+            "--list-all",
+            "pkcs11:token=scunblock",
+        ])
+        .env("SOFTHSM2_CONF", &hsm.conf)
+        .env("GNUTLS_PIN", USER_PIN)
+        .output()
+        .expect("p11tool (scripts/deps installs gnutls-bin)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let uri = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("URL: "))
+        .find(|u| u.contains("object=admin-key"))
+        .unwrap_or_else(|| panic!("no URI listed:\n{text}"));
+    assert!(
+        uri.contains("serial=") && uri.contains("type=secret-key"),
+        "{uri}"
+    );
+    let (k, v) = hsm.env();
+    let r = scunblock(
+        None,
+        &[
+            "respond",
+            "1hFD+cz/0so=",
+            "--pkcs11-key",
+            uri,
+            "--pkcs11-module",
+            SOFTHSM,
+            "--pkcs11-pin-env",
+            "TOKEN_PIN",
+        ],
+        &[(k, &v), ("TOKEN_PIN", USER_PIN)],
+        None,
+    );
+    r.expect(0);
+    assert_eq!(r.stdout.trim(), GOLDEN_RESPONSE);
+}

@@ -78,7 +78,8 @@ fn parse_challenge(text: &str, alg: KeyAlg) -> Result<Challenge, Error> {
         .chars()
         .filter(|c| !c.is_whitespace() && *c != ':')
         .collect();
-    let bytes = if compact.len() == want * 2 && compact.chars().all(|c| c.is_ascii_hexdigit()) {
+    // Base64 of 8 or 16 bytes ends in `=`, so text of hex digits only is hex.
+    let bytes = if compact.len() % 2 == 0 && compact.chars().all(|c| c.is_ascii_hexdigit()) {
         hex::decode(&compact).ok()
     } else {
         B64.decode(compact.as_bytes()).ok()
