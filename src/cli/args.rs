@@ -14,7 +14,8 @@ use crate::key_source::{KeySource, SecretFrom};
     about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC",
     long_about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC.\n\n\
         The admin response to the card's challenge comes from a local 3DES admin key, \
-        from MIM CM (--cm), or is typed in by a person (--manual). Every input is checked before the card \
+        from a PKCS#11 token holding it (--pkcs11-key), from MIM CM (--cm), or is typed \
+        in by a person (--manual). Every input is checked before the card \
         is touched, and the admin response is never retried.\n\n\
         Exit codes: 0 ok, 1 unexpected, 2 bad input (card untouched), 3 PC/SC, reader \
         or card unavailable, 4 card rejected the admin response, 5 admin key blocked or \
