@@ -257,8 +257,11 @@ fn cm_factory(
         );
     }
     let setup = cm_setup(url, c)?;
-    // Checks the URL, TLS files and client options now, not at the first card.
-    drop(setup.client()?);
+    if purpose == Use::Watch {
+        // Checks the URL, TLS files and client options now, not at the first card.
+        // (For one card, make() builds the client, after the card id is checked.)
+        drop(setup.client()?);
+    }
     Ok(Arc::new(CmFactory {
         setup,
         json,
