@@ -200,13 +200,34 @@ impl Pkcs11Key {
 
     /// Answer one challenge in a session of the token.
     pub fn respond(&self, challenge: &Challenge, card: &CardContext) -> Result<Cryptogram, Error> {
+        self.with_session(|s| respond_in(s, &self.uri, challenge, card))
+    }
+
+    /// Before the challenge: the key exists and fits the card's algorithm
+    /// (a per-card key is looked up with the challenge, once the id is known).
+    pub fn check_alg(&self, alg: KeyAlg) -> Result<(), Error> {
+        if self.uri.per_card() {
+            return Ok(());
+        }
+        self.with_session(|s| {
+            s.find_key(&self.uri, self.uri.object.as_deref(), alg)
+                .map(drop)
+        })
+    }
+
+    /// Run `f` in a session: the run's one session, or (watch) a short one of
+    /// its own, logging in again first if the token came back.
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&TokenSession) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if self.sessions == Sessions::One {
             let session = st
                 .login
                 .as_ref()
                 .ok_or_else(|| Error::responder("pkcs11: the session with the token is closed"))?;
-            return respond_in(session, &self.uri, challenge, card);
+            return f(session);
         }
         if let Some(why) = &st.gave_up {
             return Err(Error::responder(format!(
@@ -237,7 +258,7 @@ impl Pkcs11Key {
             .ok_or_else(|| Error::responder("pkcs11: no session with the token"))?;
         drop(st);
         let session = self.module.open_session(slot)?;
-        respond_in(&session, &self.uri, challenge, card)
+        f(&session)
     }
 }
 
@@ -247,6 +268,10 @@ pub struct Pkcs11Responder(pub Arc<Pkcs11Key>);
 impl Responder for Pkcs11Responder {
     fn name(&self) -> &'static str {
         "pkcs11"
+    }
+
+    fn check_alg(&self, alg: KeyAlg) -> Result<(), Error> {
+        self.0.check_alg(alg)
     }
 
     fn respond(&mut self, challenge: &Challenge, card: &CardContext) -> Result<Cryptogram, Error> {
