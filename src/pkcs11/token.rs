@@ -334,7 +334,8 @@ impl TokenSession {
         for a in attrs {
             match a {
                 Attribute::KeyType(t) => key_type = Some(t),
-                Attribute::ValueLen(n) => value_len = Some(u64::from(n)),
+                // CK_ULONG: 64 bits on Unix, 32 on Windows.
+                Attribute::ValueLen(n) => value_len = usize::try_from(*n).ok(),
                 _ => {}
             }
         }
@@ -351,7 +352,7 @@ impl TokenSession {
             }
             (KeyAlg::Aes128 | KeyAlg::Aes192 | KeyAlg::Aes256, Some(t)) if t == KeyType::AES => {
                 match value_len {
-                    Some(n) if usize::try_from(n).is_ok_and(|n| alg.fits(n)) => Mechanism::AesEcb,
+                    Some(n) if alg.fits(n) => Mechanism::AesEcb,
                     Some(n) => return Err(wrong(format!("an AES key of {n} bytes"))),
                     None => {
                         return Err(wrong(
