@@ -697,83 +697,35 @@ fn watch_unblocks_two_cards_through_the_token() {
         std::fs::set_permissions(&id_cmd, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
     let (log, spy) = spy_env(dir.path());
-    let (k, v) = b.hsm.env();
     let u = format!("pkcs11:token={TOKEN};object=admin-{{card_id}}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scunblock"))
-        .args([
-            "watch",
-            "--json",
+    let w = WatchRun::start(
+        &b,
+        &[
             "--unblock",
             "--pkcs11-key",
             &u,
             "--pkcs11-module",
             SPY,
-        ])
-        .args(["--pkcs11-pin-file", pin_file.to_str().unwrap()])
-        .args([
+            "--pkcs11-pin-file",
+            pin_file.to_str().unwrap(),
             "--card-id-command",
             id_cmd.to_str().unwrap(),
             "--new-pin-command",
-        ])
-        .arg(format!("echo {}", "24681357"))
-        .env_remove("SCUNBLOCK_READER")
-        .env("PCSCLITE_CSOCK_NAME", b.stack.csock())
-        .env(k, &v)
-        .env(spy[0].0, &spy[0].1)
-        .env(spy[1].0, &spy[1].1)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
-    let sink = events.clone();
-    let out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                sink.lock().unwrap().push(v);
-            }
-        }
-    });
-    let count = |name: &str| {
-        events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e["event"] == name)
-            .count()
-    };
-    let wait = |name: &str, n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while count(name) < n {
-            assert!(
-                Instant::now() < deadline,
-                "no {n} {name}: {:?}",
-                events.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    wait("service_up", 1);
+            "echo 24681357",
+        ],
+        &[(spy[0].0, spy[0].1.as_str()), (spy[1].0, spy[1].1.as_str())],
+    );
     let a = b
         .stack
         .insert(0, &["--admin-key", KEY2, "--pin-tries", "0", "--quiet"]);
     let c = b
         .stack
         .insert(1, &["--admin-key", ZERO_KEY, "--pin-tries", "0", "--quiet"]);
-    wait("unblock_succeeded", 2);
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert_eq!(status.code(), Some(0), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(count("unblock_failed"), 0, "{:?}", events.lock().unwrap());
+    w.wait("unblock_succeeded", 2);
+    let failed = w.named("unblock_failed");
+    let (code, err) = w.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(failed.is_empty(), "{failed:?}");
     for card in [&a, &c] {
         let s = card.state();
         assert_eq!(cryptograms(&s), 1);
@@ -883,4 +835,147 @@ fn the_uri_p11tool_prints_works_as_it_is() {
     );
     r.expect(0);
     assert_eq!(r.stdout.trim(), GOLDEN_RESPONSE);
+}
+
+/// A running `scunblock watch --json`, its events collected on a thread.
+struct WatchRun {
+    child: std::process::Child,
+    events: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WatchRun {
+    fn start(b: &Bench, args: &[&str], env: &[(&str, &str)]) -> WatchRun {
+        let (k, v) = b.hsm.env();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scunblock"))
+            .args(["watch", "--json"])
+            .args(args)
+            .env_remove("SCUNBLOCK_READER")
+            .env("PCSCLITE_CSOCK_NAME", b.stack.csock())
+            .env(k, &v)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+        let sink = events.clone();
+        let out = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let w = WatchRun {
+            child,
+            events,
+            reader: Some(reader),
+        };
+        w.wait("service_up", 1);
+        w
+    }
+
+    fn named(&self, name: &str) -> Vec<Value> {
+        let e = self.events.lock().unwrap();
+        e.iter().filter(|e| e["event"] == name).cloned().collect()
+    }
+
+    /// Wait (bounded) for the nth event called `name`; return it.
+    fn wait(&self, name: &str, n: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self.named(name);
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {n} {name}: {:?}",
+                self.events.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM; the exit code and stderr.
+    fn stop(mut self) -> (Option<i32>, String) {
+        // SAFETY: signals our own child process.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let status = self.child.wait().unwrap();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!err.contains("panicked"), "{err}");
+        (status.code(), err)
+    }
+}
+
+impl Drop for WatchRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The token goes away while watch runs (its SoftHSM token is deleted): the next cards are
+/// `unblock_failed` with class `responder` and no cryptogram, and no login is tried while
+/// the token is missing. (SoftHSM cannot show a token coming back to a running process, so
+/// the second login after a return is not tested here.)
+#[test]
+fn a_token_that_goes_away_fails_the_next_cards_as_responder_failures() {
+    let b = Bench::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    let pin_file = secret_file(dir.path(), "token.pin", format!("{USER_PIN}\n").as_bytes());
+    let (log, spy) = spy_env(dir.path());
+    let u = format!("pkcs11:token={TOKEN};object=admin-key");
+    let w = WatchRun::start(
+        &b,
+        &[
+            "--unblock",
+            "--pkcs11-key",
+            &u,
+            "--pkcs11-module",
+            SPY,
+            "--pkcs11-pin-file",
+            pin_file.to_str().unwrap(),
+            "--new-pin-command",
+            "echo 24681357",
+            "-v",
+        ],
+        &[(spy[0].0, spy[0].1.as_str()), (spy[1].0, spy[1].1.as_str())],
+    );
+    let blocked = ["--admin-key", ZERO_KEY, "--pin-tries", "0", "--quiet"];
+    let first = b.stack.insert(0, &blocked);
+    w.wait("unblock_succeeded", 1);
+    assert_eq!(cryptograms(&first.state()), 1);
+    b.hsm.delete_token(TOKEN);
+    let second = b.stack.insert(1, &blocked);
+    let f = w.wait("unblock_failed", 1);
+    assert_eq!(f["class"], "responder", "{f}");
+    assert_eq!(f["exit_code"], 6, "{f}");
+    first.remove();
+    let third = b.stack.insert(0, &blocked);
+    let f = w.wait("unblock_failed", 2);
+    assert_eq!(f["class"], "responder", "{f}");
+    let msg = f["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("no token matches"), "{msg}");
+    for card in [&second, &third] {
+        let s = card.state();
+        assert_eq!(cryptograms(&s), 0);
+        assert_eq!(s["pin_tries"], 0);
+    }
+    let (code, err) = w.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("the token is gone"), "{err}");
+    assert_eq!(calls(&log, "C_Login"), 1);
+    // The first card only: its check value (-v) and its response.
+    assert_eq!(calls(&log, "C_EncryptInit"), 2);
 }

@@ -257,8 +257,17 @@ impl Pkcs11Key {
             .map(TokenSession::slot)
             .ok_or_else(|| Error::responder("pkcs11: no session with the token"))?;
         drop(st);
-        let session = self.module.open_session(slot)?;
-        f(&session)
+        let result = self.module.open_session(slot).and_then(|s| f(&s));
+        if result.is_err() && !self.module.token_present(slot) {
+            // The token went away under this card: the next card logs in again
+            // (its login session may still look alive to the module).
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.login.as_ref().is_some_and(|l| l.slot() == slot) {
+                st.login = None;
+                crate::log::verbose("pkcs11: the token is gone; the next card logs in again");
+            }
+        }
+        result
     }
 }
 

@@ -142,6 +142,14 @@ impl Module {
                 .is_none_or(|want| want == (v.major(), v.minor())))
     }
 
+    /// Whether `slot` still holds a token the module can describe.
+    pub fn token_present(&self, slot: Slot) -> bool {
+        self.ctx
+            .get_slot_info(slot)
+            .is_ok_and(|i| i.token_present())
+            && self.ctx.get_token_info(slot).is_ok()
+    }
+
     /// A read-only session with the token in `slot`.
     pub fn open_session(&self, slot: Slot) -> Result<TokenSession, Error> {
         let info = self

@@ -59,6 +59,11 @@ impl SoftHsm {
         );
     }
 
+    /// Delete a token (as if it were pulled out: its objects are gone).
+    pub fn delete_token(&self, label: &str) {
+        self.run("softhsm2-util", &["--delete-token", "--token", label]);
+    }
+
     pub fn env(&self) -> (&'static str, String) {
         ("SOFTHSM2_CONF", self.conf.display().to_string())
     }
