@@ -35,10 +35,8 @@ pub use event::{Emitter, Event};
 use job::{CardKey, Job};
 pub use shutdown::{block_signals, Shutdown};
 
-use crate::admin_key::{Challenge, Cryptogram};
 use crate::error::Error;
 use crate::profile::ProfileChoice;
-use crate::responder::{CardContext, LocalKey, Responder};
 
 /// The longest single wait in SCardGetStatusChange. Changes, SCardCancel and
 /// finished workers wake it earlier; this bounds a lost wake-up.
@@ -97,52 +95,7 @@ pub struct Config {
     pub hidden_env: Vec<String>,
 }
 
-/// Makes the responder for each card: a CM responder holds one card's
-/// request, so every card gets its own. Built on the worker thread.
-pub trait ResponderFactory: Send + Sync {
-    /// The responders' name ("local-key", "cm").
-    fn name(&self) -> &'static str;
-    /// The responder cannot work without the card id (CM).
-    fn needs_card_id(&self) -> bool {
-        false
-    }
-    fn make(&self, card: &CardContext) -> Result<Box<dyn Responder>, Error>;
-}
-
-/// One admin key, loaded once, shared by every card's flow. The key stays in
-/// its zeroizing type; each flow borrows it for one response.
-pub struct SharedKey(Arc<Mutex<LocalKey>>);
-
-impl SharedKey {
-    pub fn new(key: crate::admin_key::AdminKey) -> SharedKey {
-        SharedKey(Arc::new(Mutex::new(LocalKey::new(key))))
-    }
-}
-
-impl ResponderFactory for SharedKey {
-    fn name(&self) -> &'static str {
-        "local-key"
-    }
-    fn make(&self, _card: &CardContext) -> Result<Box<dyn Responder>, Error> {
-        Ok(Box::new(SharedKeyResponder(self.0.clone())))
-    }
-}
-
-struct SharedKeyResponder(Arc<Mutex<LocalKey>>);
-
-impl Responder for SharedKeyResponder {
-    fn name(&self) -> &'static str {
-        "local-key"
-    }
-    fn check_alg(&self, alg: crate::admin_key::KeyAlg) -> Result<(), Error> {
-        let key = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        key.check_alg(alg)
-    }
-    fn respond(&mut self, challenge: &Challenge, card: &CardContext) -> Result<Cryptogram, Error> {
-        let mut key = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        key.respond(challenge, card)
-    }
-}
+pub use crate::key_source::ResponderFactory;
 
 /// What the watcher loop and the workers share.
 pub(crate) struct Shared {
@@ -511,16 +464,5 @@ mod tests {
         assert!(!ReaderFilter::Substring("pcd b".into()).matches("Virtual PCD 00 01"));
         assert!(ReaderFilter::Exact("Virtual PCD 00 01".into()).matches("Virtual PCD 00 01"));
         assert!(!ReaderFilter::Exact("Virtual PCD 00".into()).matches("Virtual PCD 00 01"));
-    }
-
-    #[test]
-    fn the_shared_key_answers_for_every_card() {
-        let f = SharedKey::new(crate::admin_key::AdminKey::from_bytes(&[0; 24]).unwrap());
-        let challenge = Challenge::new(hex::decode("d61143f9ccffd2ca").unwrap());
-        for _ in 0..2 {
-            let mut r = f.make(&CardContext::default()).unwrap();
-            let c = r.respond(&challenge, &CardContext::default()).unwrap();
-            assert_eq!(hex::encode(c.as_bytes()), "17466e766e303cb6");
-        }
     }
 }

@@ -463,7 +463,9 @@ fn no_option_takes_a_secret_value() {
     let secret_words = [
         "key", "pin", "puk", "token", "password", "secret", "response",
     ];
-    let where_names = ["PATH", "VAR", "PEM", "CMD", "SECS"];
+    // URI: --pkcs11-key names the key object in its token; a URI carrying the token PIN
+    // (pin-value, pin-source) is refused with exit 2 (tests/pkcs11.rs). ALG: --key-alg.
+    let where_names = ["PATH", "VAR", "PEM", "CMD", "SECS", "URI", "ALG"];
     let cli = scunblock::cli::Cli::command();
     let mut commands = vec![cli.clone()];
     commands.extend(cli.get_subcommands().cloned());

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::key_source::{KeySource, SecretFrom};
+
 // Every number and duration option has a range, enforced by the parser (exit 2, JSON
 // with --json): a duration added to "now" must never overflow (a panic), and CM must never
 // be busy-polled. docs/cli.md ("Ranges and caps") lists them.
@@ -38,7 +40,8 @@ fn approval_poll(s: &str) -> Result<f64, String> {
     about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC",
     long_about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC.\n\n\
         The admin response to the card's challenge comes from a local 3DES admin key, \
-        from MIM CM (--cm), or is typed in by a person (--manual). Every input is checked before the card \
+        from a PKCS#11 token holding it (--pkcs11-key), from MIM CM (--cm), or is typed \
+        in by a person (--manual). Every input is checked before the card \
         is touched, and the admin response is never retried.\n\n\
         Exit codes: 0 ok, 1 unexpected, 2 bad input (card untouched), 3 PC/SC, reader \
         or card unavailable, 4 card rejected the admin response, 5 admin key blocked or \
@@ -106,6 +109,9 @@ pub enum Command {
     /// Kiosk mode: watch every reader, report each change, and with --unblock
     /// unblock each inserted card whose PIN is blocked. Runs until SIGTERM/SIGINT.
     Watch(WatchArgs),
+    /// Helpdesk side: compute the response to a challenge read out by the
+    /// user (Windows' unblock screen, or `--manual`). Touches no card.
+    Respond(RespondArgs),
 }
 
 impl Command {
@@ -116,6 +122,7 @@ impl Command {
             Command::Unblock(_) => "unblock",
             Command::Auth(_) => "auth",
             Command::Watch(_) => "watch",
+            Command::Respond(_) => "respond",
         }
     }
 }
@@ -320,18 +327,64 @@ pub struct KeyArgs {
     #[arg(long, value_name = "URL", group = "key_source")]
     pub cm: Option<String>,
 
+    /// Compute the response in a PKCS#11 token: the RFC 7512 URI of the
+    /// secret key object (pkcs11:token=scunblock;object=admin-key). `{card_id}`
+    /// in the object label is replaced by the card id. See docs/keys.md.
+    #[arg(long, value_name = "URI", group = "key_source")]
+    pub pkcs11_key: Option<String>,
+
+    /// The PKCS#11 module (default: the URI's module-path, then
+    /// $SCUNBLOCK_PKCS11_MODULE, then p11-kit's proxy). Loading it runs its
+    /// code: it must be as trusted as scunblock itself.
+    #[arg(long, value_name = "PATH", requires = "pkcs11_key")]
+    pub pkcs11_module: Option<PathBuf>,
+
+    /// Environment variable holding the token's user PIN.
+    #[arg(
+        long,
+        value_name = "VAR",
+        requires = "pkcs11_key",
+        conflicts_with = "pkcs11_pin_file"
+    )]
+    pub pkcs11_pin_env: Option<String>,
+
+    /// File (mode 600) holding the token's user PIN. Without either, a token
+    /// that needs a login asks on the terminal (never in watch).
+    #[arg(long, value_name = "PATH", requires = "pkcs11_key")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+
     /// Accept a key file that group or others can read.
     #[arg(long)]
     pub allow_insecure_key_file: bool,
 }
 
 impl KeyArgs {
+    /// The one key source given, if any (clap allows at most one).
+    pub fn source(&self) -> Option<KeySource> {
+        if let Some(from) =
+            SecretFrom::new(self.admin_key_env.as_ref(), self.admin_key_file.as_ref())
+        {
+            return Some(KeySource::Key {
+                from,
+                allow_insecure_file: self.allow_insecure_key_file,
+            });
+        }
+        if let Some(url) = &self.cm {
+            return Some(KeySource::Cm(url.clone()));
+        }
+        if let Some(uri) = &self.pkcs11_key {
+            return Some(KeySource::Pkcs11 {
+                uri: uri.clone(),
+                module: self.pkcs11_module.clone(),
+                pin: SecretFrom::new(self.pkcs11_pin_env.as_ref(), self.pkcs11_pin_file.as_ref()),
+            });
+        }
+        self.manual.then_some(KeySource::Manual)
+    }
+
     /// Whether an admin response source was given.
     pub fn given(&self) -> bool {
-        self.admin_key_file.is_some()
-            || self.admin_key_env.is_some()
-            || self.manual
-            || self.cm.is_some()
+        self.source().is_some()
     }
 }
 
@@ -424,4 +477,35 @@ pub struct WatchArgs {
 
     #[command(flatten)]
     pub cm: CmArgs,
+}
+
+/// `scunblock respond CHALLENGE KEY-SOURCE`: see docs/keys.md.
+#[derive(Debug, Args)]
+pub struct RespondArgs {
+    /// The card's challenge, hex or base64: 8 bytes (3DES), 16 with --key-alg aes*.
+    #[arg(value_name = "CHALLENGE")]
+    pub challenge: String,
+
+    /// The card's admin key algorithm.
+    #[arg(long, value_enum, value_name = "ALG", default_value = "3des")]
+    pub key_alg: KeyAlgArg,
+
+    /// The card's id (GUID): for CM, and for a per-card key ({card_id}).
+    #[arg(long, value_name = "GUID")]
+    pub card_id: Option<String>,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+
+    #[command(flatten)]
+    pub cm: CmArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyAlgArg {
+    #[value(name = "3des")]
+    Tdes,
+    Aes128,
+    Aes192,
+    Aes256,
 }

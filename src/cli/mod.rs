@@ -2,6 +2,7 @@
 
 mod args;
 mod output;
+mod respond;
 mod version;
 
 use std::io::IsTerminal;
@@ -11,19 +12,19 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 pub use args::Cli;
-use args::{AuthArgs, CmArgs, CmAuthMode, Command, Global, KeyArgs, PinArgs, PukArgs, WatchArgs};
+use args::{AuthArgs, CmArgs, CmAuthMode, Command, Global, PinArgs, PukArgs, WatchArgs};
 use output::Reporter;
 
-use crate::admin_key::AdminKey;
 use crate::cm_client::{CmAuth, CmClient, CmConfig};
 use crate::cm_responder::{Approval, CmResponder};
 use crate::error::Error;
 use crate::flow::{self, Mode, Options};
 use crate::ids::Guid;
+use crate::key_source::{KeySource, ResponderFactory, SecretFrom, SecretKind, Use};
 use crate::negotiate::NegotiateConfig;
 use crate::profile::ProfileChoice;
 use crate::reader::{self, Connection, ReaderSelector};
-use crate::responder::{LocalKey, Manual, NoResponder, Responder};
+use crate::responder::{CardContext, NoResponder, Responder};
 use crate::secret::{self, Pin, Source, Token};
 use crate::transport::Trace;
 
@@ -127,6 +128,7 @@ fn run(cli: &Cli, reporter: &Reporter) -> CmdResult {
         Command::Unblock(a) => unblock(g, &a.common, Some((&a.pin, &a.puk)), reporter),
         Command::Auth(a) => unblock(g, a, None, reporter),
         Command::Watch(a) => watch(g, a),
+        Command::Respond(a) => respond::run(a, reporter, g.json),
     }
 }
 
@@ -150,7 +152,8 @@ fn unblock(
     if unblock.is_some() && !a.dry_run && !key_given && !puk_given {
         return Err(Error::usage(
             "unblock needs where the admin response comes from (--admin-key-file PATH, \
-             --admin-key-env VAR, --cm URL or --manual) or, for a PIV card, the PUK \
+             --admin-key-env VAR, --pkcs11-key URI, --cm URL or --manual) or, for a PIV card, \
+             the PUK \
              (--puk-env VAR, --puk-file PATH, --puk-stdin or --puk-prompt)",
         )
         .into());
@@ -166,7 +169,7 @@ fn unblock(
     let mut responder = if puk_given || (a.dry_run && !key_given) {
         Box::new(NoResponder)
     } else {
-        responder(a, card_id.is_some(), g.json)?
+        responder(a, g.json)?
     };
     let mode = match (&new_pin, &puk) {
         _ if a.dry_run => Mode::DryRun,
@@ -236,54 +239,44 @@ fn connect(g: &Global, sel: &ReaderSelector) -> Result<Connection, Error> {
     Connection::open(&ctx, &chosen, wait)
 }
 
-/// The responder for the key source the user chose.
-fn responder(a: &AuthArgs, card_id_given: bool, json: bool) -> Result<Box<dyn Responder>, Error> {
-    let k = &a.key;
-    if let Some(url) = &k.cm {
-        return cm_responder(url, &a.cm, card_id_given, json);
-    }
-    if a.cm.any_given() {
+/// The responder for the key source the user chose (one card), from the one
+/// factory every command uses. Whether it needs the card id is decided once
+/// the card is read (the flow's preflight).
+fn responder(a: &AuthArgs, json: bool) -> Result<Box<dyn Responder>, Error> {
+    if a.key.cm.is_none() && a.cm.any_given() {
         return Err(Error::usage(
             "the MIM CM options (--request-id, --cm-auth, ...) need --cm URL",
         ));
     }
-    if let Some(key) = admin_key(k)? {
-        return Ok(Box::new(LocalKey::new(key)));
-    }
-    if k.manual {
-        return Ok(Box::new(Manual::new(std::io::stdin().lock())));
-    }
-    Err(Error::usage(
-        "choose where the admin response comes from: --admin-key-file PATH, --admin-key-env VAR, --cm URL or --manual",
-    ))
-}
-
-/// The local admin key, if --admin-key-file or --admin-key-env gave one.
-fn admin_key(k: &KeyArgs) -> Result<Option<AdminKey>, Error> {
-    let key_source = match (&k.admin_key_file, &k.admin_key_env) {
-        (Some(path), None) => Source::File(path),
-        (None, Some(var)) => Source::Env(var),
-        _ => return Ok(None),
+    let Some(source) = a.key.source() else {
+        return Err(Error::usage(
+            "choose where the admin response comes from: --admin-key-file PATH, \
+             --admin-key-env VAR, --pkcs11-key URI, --cm URL or --manual",
+        ));
     };
-    let text = secret::read(&key_source, "admin key", k.allow_insecure_key_file)?;
-    crate::scrub::register_raw(&text);
-    let key = AdminKey::parse(&text)?;
-    key.register_for_scrubbing();
-    crate::log::verbose(format!(
-        "admin key: {} bytes, check value {}",
-        key.len(),
-        key.check_value(crate::admin_key::KeyAlg::Tdes)
-    ));
-    Ok(Some(key))
+    one_responder(&source, Use::OneCard, &a.cm, json)
 }
 
-/// The CM responder, with every CM option checked before the card is touched.
-fn cm_responder(
-    url: &str,
-    c: &CmArgs,
-    card_id_given: bool,
+/// The responder for one card (`unblock`, `auth`, `respond`), from the one
+/// factory every command uses.
+fn one_responder(
+    source: &KeySource,
+    purpose: Use,
+    cm: &CmArgs,
     json: bool,
 ) -> Result<Box<dyn Responder>, Error> {
+    let factory = source.factory(purpose, &|url, p| cm_factory(url, cm, p, json))?;
+    factory.make(&CardContext::default())
+}
+
+/// The CM arm of [`KeySource::factory`], with every CM option checked
+/// before the card is touched.
+fn cm_factory(
+    url: &str,
+    c: &CmArgs,
+    purpose: Use,
+    json: bool,
+) -> Result<Arc<dyn ResponderFactory>, Error> {
     let request_id = c
         .request_id
         .as_deref()
@@ -294,22 +287,26 @@ fn cm_responder(
         .as_deref()
         .map(|s| Guid::parse(s, "--smartcard-id"))
         .transpose()?;
-    if request_id.is_some() && smartcard_id.is_none() {
-        crate::log::verbose(format!(
-            "--request-id without --smartcard-id: looking the smartcard up by {}",
-            if card_id_given {
-                "--card-id"
-            } else {
-                "the card's id"
-            }
+    if purpose == Use::Watch && (request_id.is_some() || smartcard_id.is_some()) {
+        return Err(Error::usage(
+            "watch: --request-id and --smartcard-id belong to one card; watch finds or \
+             creates the CM request of each card itself",
         ));
     }
+    if request_id.is_some() && smartcard_id.is_none() {
+        crate::log::verbose(
+            "--request-id without --smartcard-id: looking the smartcard up by the card id",
+        );
+    }
     let setup = cm_setup(url, c)?;
-    setup.responder(
+    // Checks the URL, TLS files and client options now, before the card.
+    drop(setup.client()?);
+    Ok(Arc::new(CmFactory {
+        setup,
+        json,
         request_id,
         smartcard_id,
-        Box::new(move |p| output::progress(json, p)),
-    )
+    }))
 }
 
 /// Everything to reach CM, read and checked once: each card's responder
@@ -337,8 +334,10 @@ fn cm_setup(url: &str, c: &CmArgs) -> Result<CmSetup, Error> {
     let auth = match mode {
         CmAuthMode::Bearer => {
             let raw = match (&c.cm_token_env, &c.cm_token_file) {
-                (Some(var), _) => secret::read(&Source::Env(var), "bearer token", false)?,
-                (None, Some(path)) => secret::read(&Source::File(path), "bearer token", false)?,
+                (Some(var), _) => SecretKind::CmToken.read(&SecretFrom::Env(var.clone()), false)?,
+                (None, Some(path)) => {
+                    SecretKind::CmToken.read(&SecretFrom::File(path.clone()), false)?
+                }
                 (None, None) => return Err(Error::usage(
                     "--cm-auth bearer needs the token: --cm-token-env VAR or --cm-token-file PATH",
                 )),
@@ -440,36 +439,24 @@ fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
         }
     };
     let k = &a.key;
-    if k.manual {
-        return Err(Error::usage(
-            "watch runs unattended: --manual is not available; use --admin-key-file, \
-             --admin-key-env or --cm",
-        )
-        .into());
-    }
     if k.cm.is_none() && a.cm.any_given() {
         return Err(Error::usage(
             "the MIM CM options (--cm-auth, --cm-ca-file, ...) need --cm URL",
         )
         .into());
     }
-    if a.cm.request_id.is_some() || a.cm.smartcard_id.is_some() {
+    let source = k.source();
+    if !a.unblock && source.is_some() {
         return Err(Error::usage(
-            "watch: --request-id and --smartcard-id belong to one card; watch finds or \
-             creates the CM request of each card itself",
+            "watch: the key source (admin key, --pkcs11-key, --cm, --manual) is only used \
+             with --unblock",
         )
         .into());
     }
-    let key_given = k.admin_key_file.is_some() || k.admin_key_env.is_some() || k.cm.is_some();
-    if !a.unblock && key_given {
-        return Err(
-            Error::usage("watch: the admin key and --cm are only used with --unblock").into(),
-        );
-    }
-    if a.unblock && !key_given {
+    if a.unblock && source.is_none() {
         return Err(Error::usage(
             "watch --unblock: choose where the admin response comes from: \
-             --admin-key-file PATH, --admin-key-env VAR or --cm URL",
+             --admin-key-file PATH, --admin-key-env VAR, --pkcs11-key URI or --cm URL",
         )
         .into());
     }
@@ -488,27 +475,20 @@ fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
             return Err(Error::usage(format!("{name} must be at least 1 second")).into());
         }
     }
-    let responders: Option<Arc<dyn crate::watch::ResponderFactory>> = if !a.unblock {
-        None
-    } else if let Some(url) = &k.cm {
-        let setup = cm_setup(url, &a.cm)?;
-        // Checks the URL, TLS files and client options now, not at the first card.
-        drop(setup.client()?);
-        Some(Arc::new(CmFactory {
-            setup,
-            json: g.json,
-        }))
-    } else {
-        admin_key(k)?.map(|key| {
-            Arc::new(crate::watch::SharedKey::new(key)) as Arc<dyn crate::watch::ResponderFactory>
-        })
+    // The key is read, CM checked or the token logged in to, once, before
+    // any reader is watched.
+    let responders = match &source {
+        Some(src) if a.unblock => {
+            Some(src.factory(Use::Watch, &|url, p| cm_factory(url, &a.cm, p, g.json))?)
+        }
+        _ => None,
     };
     // Secrets' variables: already removed by secret::read; the commands'
     // environments drop them again by name.
-    let hidden_env = [&k.admin_key_env, &a.cm.cm_token_env]
-        .into_iter()
-        .flatten()
-        .cloned()
+    let hidden_env = source
+        .iter()
+        .flat_map(KeySource::secret_vars)
+        .chain(a.cm.cm_token_env.iter().cloned())
         .collect();
     let cfg = crate::watch::Config {
         unblock: a.unblock,
@@ -530,13 +510,16 @@ fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
     Ok(())
 }
 
-/// One CM responder per card (each holds its card's request).
+/// One CM responder per card (each holds its card's request); for one
+/// card, the request and smartcard the user named.
 struct CmFactory {
     setup: CmSetup,
     json: bool,
+    request_id: Option<Guid>,
+    smartcard_id: Option<Guid>,
 }
 
-impl crate::watch::ResponderFactory for CmFactory {
+impl ResponderFactory for CmFactory {
     fn name(&self) -> &'static str {
         "cm"
     }
@@ -547,8 +530,11 @@ impl crate::watch::ResponderFactory for CmFactory {
 
     fn make(&self, _card: &crate::responder::CardContext) -> Result<Box<dyn Responder>, Error> {
         let json = self.json;
-        self.setup
-            .responder(None, None, Box::new(move |p| output::progress(json, p)))
+        self.setup.responder(
+            self.request_id.clone(),
+            self.smartcard_id.clone(),
+            Box::new(move |p| output::progress(json, p)),
+        )
     }
 }
 

@@ -170,6 +170,20 @@ impl Reporter {
         }
     }
 
+    /// `respond`: one line of hex, which `--manual` takes as it is.
+    pub fn respond(&self, response: &[u8]) {
+        use base64::Engine;
+        let hex = hex::encode(response);
+        if self.json {
+            self.emit(json!({
+                "response_hex": hex,
+                "response_base64": base64::engine::general_purpose::STANDARD.encode(response),
+            }));
+        } else {
+            outln!("{hex}");
+        }
+    }
+
     pub fn failure(&self, e: &Error, o: Option<&Outcome>) {
         if self.json {
             let mut doc = o

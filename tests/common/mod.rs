@@ -2,6 +2,7 @@
 //! items are normal: every module allows dead_code itself (`#![allow(dead_code)]`).
 
 pub mod cm;
+pub mod hsm;
 pub mod run;
 pub mod secrets;
 pub mod stack;
