@@ -176,7 +176,12 @@ pub fn run<S: Session>(
     opts: &Options,
 ) -> Result<Outcome, Box<Failure>> {
     let mut out = Outcome {
-        responder: responder.name().to_string(),
+        // A PIV unblock has no responder: the PUK answers for itself.
+        responder: match opts.mode {
+            Mode::UnblockWithPuk { .. } => "puk",
+            _ => responder.name(),
+        }
+        .to_string(),
         ..Outcome::new(session, applet)
     };
     let result =
@@ -386,9 +391,14 @@ fn preflight(
     }
     record_card_id(out, applet.card_id(ch)?, opts.card_id.as_ref())?;
     if responder.needs_card_id() && out.card_id.is_none() {
+        let why = match responder.name() {
+            "cm" => "CM shows it as the smartcard's SerialNumber",
+            _ => "the key's label uses {card_id}",
+        };
         return Err(Error::usage(format!(
-            "--card-id is required with --cm: this {} card has no card id to read (CM shows \
-             it as the smartcard's SerialNumber). Nothing was sent",
+            "--card-id is required with the {} key source: this {} card has no card id to \
+             read ({why}). Nothing was sent",
+            responder.name(),
             applet.family()
         )));
     }

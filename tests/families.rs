@@ -353,6 +353,7 @@ fn piv_resets_the_pin_with_the_puk_and_refuses_the_admin_key() {
     r.expect(0);
     let doc = r.json();
     assert_eq!(doc["profile"], "piv");
+    assert_eq!(doc["responder"], "puk");
     assert_eq!(doc["puk_tries"], 3);
     assert_eq!(doc["pin_tries_after"], 3);
     assert_eq!(doc["card_id"], CARD_GUID);
@@ -496,128 +497,134 @@ fn crescendo_is_chosen_by_its_atr_and_unblocks() {
     assert_eq!(pin_of(&s.state()), PIN);
 }
 
-#[test]
-fn watch_unblocks_gids_and_iso_and_skips_piv_without_a_puk_command() {
-    let stack = VStack::start(4);
-    let dir = tempfile::tempdir().unwrap();
-    let key = secret_file(dir.path(), "admin.key", format!("{ZERO_KEY}\n").as_bytes());
-    let pin_cmd = dir.path().join("pin.sh");
-    std::fs::write(&pin_cmd, format!("#!/bin/sh\necho {PIN}\n")).unwrap();
+/// An executable helper command in `dir` that prints `value` (the kiosk front end).
+fn print_command(dir: &std::path::Path, name: &str, value: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&pin_cmd, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let gids = stack.insert(0, &["--family", "gids", "--pin-tries", "0"]);
-    let piv = stack.insert(1, &["--family", "piv", "--pin-tries", "0"]);
-    let iso = stack.insert(2, &["--pin-tries", "0"]);
-    let mut cmd = common::stack::scunblock();
-    cmd.args([
-        "watch",
-        "--json",
-        "--unblock",
-        "--admin-key-file",
-        key.to_str().unwrap(),
-        "--new-pin-command",
-        pin_cmd.to_str().unwrap(),
-        "--allow-unknown-tries",
-    ])
-    .env("PCSCLITE_CSOCK_NAME", stack.csock())
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    // Wait until each card has its closing event: two PINs set, the PIV card skipped.
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\necho {value}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.display().to_string()
+}
+
+/// `scunblock watch --json --unblock --new-pin-command <prints PIN> --admin-key-file <KEY>`
+/// plus `extra`, on `stack`.
+struct WatchRun {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl WatchRun {
+    fn start(stack: &VStack, key: &str, extra: &[&str]) -> WatchRun {
+        let dir = tempfile::tempdir().unwrap();
+        let key = secret_file(dir.path(), "admin.key", format!("{key}\n").as_bytes());
+        let pin_cmd = print_command(dir.path(), "pin.sh", PIN);
+        let mut cmd = common::stack::scunblock();
+        cmd.args([
+            "watch",
+            "--json",
+            "--unblock",
+            "--new-pin-command",
+            &pin_cmd,
+        ])
+        .arg("--admin-key-file")
+        .arg(&key)
+        .args(extra)
+        .env("PCSCLITE_CSOCK_NAME", stack.csock())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        WatchRun {
+            child: cmd.spawn().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM; the events it wrote. It must exit 0.
+    fn stop(self) -> Vec<Value> {
+        // SAFETY: signals our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let out = self.child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Wait (bounded) until `card`'s state satisfies `pred`, then a moment for the events.
+fn wait_card(card: &Card, pred: &dyn Fn(&Value) -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline
-        && !(pin_of(&gids.state()) == PIN && pin_of(&iso.state()) == PIN)
-    {
+    while std::time::Instant::now() < deadline && !pred(&card.state()) {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: signals our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let events: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let of = |reader: &str, event: &str| -> Vec<Value> {
-        events
-            .iter()
-            .filter(|e| e["reader"] == reader && e["event"] == event)
-            .cloned()
-            .collect()
-    };
+}
+
+/// The events named `event` in `reader` (any reader: `None`).
+fn events_of<'a>(events: &'a [Value], reader: Option<&str>, event: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == event && reader.is_none_or(|r| e["reader"] == r))
+        .collect()
+}
+
+#[test]
+fn watch_unblocks_gids_and_iso_and_skips_piv_without_a_puk_command() {
+    let stack = VStack::start(4);
+    let gids = stack.insert(0, &["--family", "gids", "--pin-tries", "0"]);
+    let piv = stack.insert(1, &["--family", "piv", "--pin-tries", "0"]);
+    let iso = stack.insert(2, &["--pin-tries", "0"]);
+    let run = WatchRun::start(&stack, ZERO_KEY, &["--allow-unknown-tries"]);
+    wait_card(&iso, &|s| pin_of(s) == PIN);
+    wait_card(&gids, &|s| pin_of(s) == PIN);
+    let events = run.stop();
     let (r_gids, r_piv, r_iso) = (
         stack.reader_name(0),
         stack.reader_name(1),
         stack.reader_name(2),
     );
-    assert_eq!(of(&r_gids, "unblock_succeeded").len(), 1, "{stdout}");
-    assert_eq!(of(&r_iso, "unblock_succeeded").len(), 1, "{stdout}");
-    let skipped = of(&r_piv, "skipped");
-    assert_eq!(skipped.len(), 1, "{stdout}");
+    assert_eq!(
+        events_of(&events, Some(&r_gids), "unblock_succeeded").len(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        events_of(&events, Some(&r_iso), "unblock_succeeded").len(),
+        1,
+        "{events:?}"
+    );
+    let skipped = events_of(&events, Some(&r_piv), "skipped");
+    assert_eq!(skipped.len(), 1, "{events:?}");
     assert_eq!(skipped[0]["reason"], "needs_puk");
     assert!(skipped[0]["message"].as_str().unwrap().contains("PUK"));
-    assert_eq!(of(&r_gids, "unblock_started")[0]["profile"], "gids");
+    assert_eq!(
+        events_of(&events, Some(&r_gids), "unblock_started")[0]["profile"],
+        "gids"
+    );
     assert_eq!(pin_of(&gids.state()), PIN);
     assert_eq!(pin_of(&iso.state()), PIN);
     assert_eq!(responses(&gids.state()), 1);
     assert_eq!(responses(&piv.state()), 0);
     assert_eq!(piv.state()["rrc"], 0);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
 fn watch_unblocks_piv_with_a_puk_command() {
     let stack = VStack::start(2);
-    let dir = tempfile::tempdir().unwrap();
-    let script = |name: &str, value: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, format!("#!/bin/sh\necho {value}\n")).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p.display().to_string()
-    };
-    let (pin_cmd, puk_cmd) = (script("pin.sh", PIN), script("puk.sh", PUK));
-    let key = secret_file(dir.path(), "admin.key", format!("{ZERO_KEY}\n").as_bytes());
     let piv = stack.insert(0, &["--family", "piv", "--pin-tries", "0"]);
-    let mut cmd = common::stack::scunblock();
-    cmd.args([
-        "watch",
-        "--json",
-        "--unblock",
-        "--admin-key-file",
-        key.to_str().unwrap(),
-        "--new-pin-command",
-        &pin_cmd,
-        "--puk-command",
-        &puk_cmd,
-    ])
-    .env("PCSCLITE_CSOCK_NAME", stack.csock())
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline && pin_of(&piv.state()) != PIN {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signals our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("\"unblock_succeeded\""), "{stdout}");
-    assert!(stdout.contains("\"responder\":\"puk\""), "{stdout}");
+    let dir = tempfile::tempdir().unwrap();
+    let puk_cmd = print_command(dir.path(), "puk.sh", PUK);
+    let run = WatchRun::start(&stack, ZERO_KEY, &["--puk-command", &puk_cmd]);
+    wait_card(&piv, &|s| pin_of(s) == PIN);
+    let events = run.stop();
+    let done = events_of(&events, None, "unblock_succeeded");
+    assert_eq!(done.len(), 1, "{events:?}");
+    assert_eq!(done[0]["responder"], "puk");
     assert_eq!(pin_of(&piv.state()), PIN);
     assert_eq!(responses(&piv.state()), 0);
 }
@@ -625,50 +632,15 @@ fn watch_unblocks_piv_with_a_puk_command() {
 #[test]
 fn watch_refuses_unknown_tries_without_the_opt_in() {
     let stack = VStack::start(2);
-    let dir = tempfile::tempdir().unwrap();
-    let key = secret_file(dir.path(), "admin.key", format!("{ZERO_KEY}\n").as_bytes());
-    let pin_cmd = dir.path().join("pin.sh");
-    std::fs::write(&pin_cmd, format!("#!/bin/sh\necho {PIN}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&pin_cmd, std::fs::Permissions::from_mode(0o755)).unwrap();
     let gids = stack.insert(0, &["--family", "gids", "--pin-tries", "0"]);
-    let mut cmd = common::stack::scunblock();
-    cmd.args([
-        "watch",
-        "--json",
-        "--unblock",
-        "--admin-key-file",
-        key.to_str().unwrap(),
-        "--new-pin-command",
-        pin_cmd.to_str().unwrap(),
-    ])
-    .env("PCSCLITE_CSOCK_NAME", stack.csock())
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let run = WatchRun::start(&stack, ZERO_KEY, &[]);
     // The card is read (its PIN status object), then refused: wait for the read.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline
-        && !apdus(&gids.state())
-            .iter()
-            .any(|a| a.starts_with("00cb3fff"))
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(800));
-    // SAFETY: signals our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let failed: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["event"] == "unblock_failed")
-        .collect();
-    assert_eq!(failed.len(), 1, "{stdout}");
+    wait_card(&gids, &|s| {
+        apdus(s).iter().any(|a| a.starts_with("00cb3fff"))
+    });
+    let events = run.stop();
+    let failed = events_of(&events, None, "unblock_failed");
+    assert_eq!(failed.len(), 1, "{events:?}");
     assert_eq!(failed[0]["class"], "unknown_tries_refused");
     assert_eq!(failed[0]["exit_code"], 5);
     let st = gids.state();
@@ -679,69 +651,25 @@ fn watch_refuses_unknown_tries_without_the_opt_in() {
 #[test]
 fn watch_remembers_a_refused_gids_card_by_its_card_id() {
     let stack = VStack::start(2);
-    let dir = tempfile::tempdir().unwrap();
-    let key = secret_file(dir.path(), "admin.key", format!("{WRONG_KEY}\n").as_bytes());
-    let pin_cmd = dir.path().join("pin.sh");
-    std::fs::write(&pin_cmd, format!("#!/bin/sh\necho {PIN}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&pin_cmd, std::fs::Permissions::from_mode(0o755)).unwrap();
     let args = ["--family", "gids", "--pin-tries", "0"];
     let card = stack.insert(0, &args);
-    let mut cmd = common::stack::scunblock();
-    cmd.args([
-        "watch",
-        "--json",
-        "--unblock",
-        "--allow-unknown-tries",
-        "--admin-key-file",
-        key.to_str().unwrap(),
-        "--new-pin-command",
-        pin_cmd.to_str().unwrap(),
-    ])
-    .env("PCSCLITE_CSOCK_NAME", stack.csock())
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let wait_for = |card: &Card, pred: &dyn Fn(&Value) -> bool| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline && !pred(&card.state()) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let run = WatchRun::start(&stack, WRONG_KEY, &["--allow-unknown-tries"]);
     // The wrong key: one response, refused.
-    wait_for(&card, &|s| responses(s) == 1);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_card(&card, &|s| responses(s) == 1);
     card.remove();
     // The same card again (same id): not tried again.
     let again = stack.reinsert(0, &args);
-    wait_for(&again, &|s| {
+    wait_card(&again, &|s| {
         apdus(s).iter().any(|a| a.starts_with("00cba012"))
     });
-    std::thread::sleep(Duration::from_millis(800));
-    // SAFETY: signals our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let events: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .collect();
-    let failed: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "unblock_failed")
-        .collect();
-    assert_eq!(failed.len(), 1, "{stdout}");
+    let events = run.stop();
+    let failed = events_of(&events, None, "unblock_failed");
+    assert_eq!(failed.len(), 1, "{events:?}");
     assert_eq!(failed[0]["class"], "admin_rejected");
-    let skipped: Vec<&Value> = events.iter().filter(|e| e["event"] == "skipped").collect();
-    assert_eq!(skipped.len(), 1, "{stdout}");
+    let skipped = events_of(&events, None, "skipped");
+    assert_eq!(skipped.len(), 1, "{events:?}");
     assert_eq!(skipped[0]["reason"], "failed_before");
-    assert!(
-        skipped[0]["message"].as_str().unwrap().contains(CARD_GUID),
-        "{stdout}"
-    );
+    assert!(skipped[0]["message"].as_str().unwrap().contains(CARD_GUID));
     assert_eq!(responses(&again.state()), 0, "not tried again");
 }
 

@@ -14,7 +14,7 @@
 
 use crate::admin_key::{Challenge, Cryptogram, KeyAlg};
 use crate::apdu::{ins, Command, Status};
-use crate::card::{admin_verdict, AdminChallenge, Applet, Tries};
+use crate::card::{admin_verdict, pin_verdict, AdminChallenge, Applet, Tries};
 use crate::error::{Error, Step};
 use crate::iso7816;
 use crate::profile::{CardProfile, CrescendoParams};
@@ -117,15 +117,8 @@ impl Applet for CrescendoApplet {
         let cmd = Command::new(0x00, ins::RESET_RETRY_COUNTER, 0x02, 0x00)
             .sensitive(self.profile.pin_block(pin));
         let r = ch.send(&cmd)?;
-        match r.status() {
-            Status::Success => Ok(()),
-            status => Err(Error::PinRejected {
-                step: Step::UnlockPin,
-                sw: r.sw,
-                status,
-                pin_tries: Tries::Unknown,
-            }),
-        }
+        // No PIN tries query on this family.
+        pin_verdict(Step::UnlockPin, &r, || Ok(Tries::Unknown))
     }
 }
 

@@ -14,7 +14,7 @@
 
 use crate::admin_key::{Challenge, Cryptogram, KeyAlg};
 use crate::apdu::{ins, Command, Status};
-use crate::card::{admin_verdict, AdminChallenge, Applet, Tries};
+use crate::card::{admin_verdict, pin_verdict, AdminChallenge, Applet, Tries};
 use crate::error::{Error, Step};
 use crate::iso7816;
 use crate::profile::CardProfile;
@@ -120,15 +120,7 @@ impl Applet for IsoApplet {
             .cmd(ins::RESET_RETRY_COUNTER, p.rrc_p1, p.rrc_p2)
             .sensitive(p.pin_block(pin));
         let r = ch.send(&cmd)?;
-        match r.status() {
-            Status::Success => Ok(()),
-            status => Err(Error::PinRejected {
-                step: Step::ResetRetryCounter,
-                sw: r.sw,
-                status,
-                pin_tries: self.pin_tries(ch).unwrap_or(Tries::Unknown),
-            }),
-        }
+        pin_verdict(Step::ResetRetryCounter, &r, || self.pin_tries(ch))
     }
 }
 

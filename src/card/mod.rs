@@ -156,6 +156,25 @@ pub(crate) fn admin_verdict(
     }
 }
 
+/// The answer to a new PIN, decoded the way every family shares: 9000 ok;
+/// anything else a rejected PIN, with the PIN tries read back (read-only)
+/// where the family can tell them.
+pub(crate) fn pin_verdict(
+    step: Step,
+    r: &crate::apdu::Response,
+    pin_tries: impl FnOnce() -> Result<Tries, Error>,
+) -> Result<(), Error> {
+    match r.status() {
+        Status::Success => Ok(()),
+        status => Err(Error::PinRejected {
+            step,
+            sw: r.sw,
+            status,
+            pin_tries: pin_tries().unwrap_or(Tries::Unknown),
+        }),
+    }
+}
+
 /// What a status word means at a step, for every family: the hint
 /// [`Applet::explain`] gives unless the family knows better.
 pub fn explain(step: Step, status: Status) -> Option<&'static str> {

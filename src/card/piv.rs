@@ -18,7 +18,7 @@
 
 use crate::admin_key::{Challenge, Cryptogram, KeyAlg};
 use crate::apdu::{ins, Command, Status};
-use crate::card::{admin_verdict, AdminChallenge, Applet, Tries, Unlock};
+use crate::card::{admin_verdict, pin_verdict, AdminChallenge, Applet, Tries, Unlock};
 use crate::error::{Error, Step};
 use crate::ids::CardId;
 use crate::iso7816;
@@ -214,12 +214,7 @@ impl Applet for PivApplet {
                 sw: r.sw,
                 tries_left: Tries::Unknown,
             }),
-            status => Err(Error::PinRejected {
-                step: Step::ResetRetryCounter,
-                sw: r.sw,
-                status,
-                pin_tries: self.pin_tries(ch).unwrap_or(Tries::Unknown),
-            }),
+            _ => pin_verdict(Step::ResetRetryCounter, &r, || self.pin_tries(ch)),
         }
     }
 }
