@@ -30,8 +30,7 @@ use std::time::{Duration, Instant};
 
 use pcsc::{Context, ReaderState, Scope, State};
 
-use event::kind;
-pub use event::{Emitter, Event};
+pub use event::{Emitter, Event, What};
 use job::{CardKey, Job};
 pub use shutdown::{block_signals, Shutdown};
 
@@ -232,14 +231,15 @@ impl Watcher {
                 self.up_since = Instant::now();
                 self.rescan = true;
                 self.states = vec![ReaderState::new(pcsc::PNP_NOTIFICATION(), State::UNAWARE)];
-                self.shared.emit(&Event::new(kind::SERVICE_UP, None));
+                self.shared.emit(&Event::service(What::ServiceUp));
             }
             Err(e) => {
                 if self.service != Service::Down {
                     self.service = Service::Down;
                     crate::log::verbose(format!("PC/SC service unavailable: {e}"));
-                    self.shared
-                        .emit(&Event::new(kind::SERVICE_LOST, None).with("message", e.to_string()));
+                    self.shared.emit(&Event::service(What::ServiceLost {
+                        message: e.to_string(),
+                    }));
                 }
                 self.shared.shutdown.sleep(self.backoff);
                 self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
@@ -251,8 +251,9 @@ impl Watcher {
     /// starts over only when the service had been up for a while, so a
     /// service that fails at once is not hammered either.
     fn lost(&mut self, e: pcsc::Error) {
-        self.shared
-            .emit(&Event::new(kind::SERVICE_LOST, None).with("message", e.to_string()));
+        self.shared.emit(&Event::service(What::ServiceLost {
+            message: e.to_string(),
+        }));
         for slot in std::mem::take(&mut self.slots) {
             self.drop_reader(slot);
         }
@@ -272,11 +273,11 @@ impl Watcher {
             self.card_removed(&slot);
         }
         self.shared
-            .emit(&Event::new(kind::READER_REMOVED, Some(&slot.name)));
+            .emit(&Event::reader(&slot.name, What::ReaderRemoved));
     }
 
     fn card_removed(&self, slot: &Slot) {
-        let e = Event::new(kind::CARD_REMOVED, Some(&slot.name));
+        let e = Event::reader(&slot.name, What::CardRemoved);
         match &slot.job {
             Some(job) => job.removed(&self.shared, e),
             None => self.shared.emit(&e),
@@ -317,8 +318,7 @@ impl Watcher {
             let Ok(cname) = CString::new(name.clone()) else {
                 continue;
             };
-            self.shared
-                .emit(&Event::new(kind::READER_ADDED, Some(&name)));
+            self.shared.emit(&Event::reader(&name, What::ReaderAdded));
             let at = self.slots.len();
             self.states
                 .insert(at, ReaderState::new(cname, State::UNAWARE));
@@ -403,9 +403,7 @@ impl Watcher {
             }
             Err(e) => {
                 crate::log::warn(format!("cannot start a thread for {name}: {e}"));
-                self.shared.emit(
-                    &Event::new(kind::CARD_INSERTED, Some(&name)).with("atr", job.atr.clone()),
-                );
+                self.shared.emit(&job.inserted_event(&job::Inspection::default()));
             }
         }
     }

@@ -1,78 +1,247 @@
 //! Watch events: what happened, when, in which reader; written as one JSON
 //! object per line (`--json`) or one readable line each, flushed at once.
+//! docs/kiosk.md's event table is the reference: each [`What`] variant holds
+//! that row's fields, and [`What::fields`] lists them in its order.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::Value;
 
-/// The event names (the `event` field).
-pub mod kind {
-    pub const SERVICE_UP: &str = "service_up";
-    pub const SERVICE_LOST: &str = "service_lost";
-    pub const READER_ADDED: &str = "reader_added";
-    pub const READER_REMOVED: &str = "reader_removed";
-    pub const CARD_INSERTED: &str = "card_inserted";
-    pub const CARD_REMOVED: &str = "card_removed";
-    pub const UNBLOCK_STARTED: &str = "unblock_started";
-    pub const UNBLOCK_SUCCEEDED: &str = "unblock_succeeded";
-    pub const UNBLOCK_FAILED: &str = "unblock_failed";
-    pub const SKIPPED: &str = "skipped";
-}
+use crate::apdu::Tries;
 
-/// One event. Its fields keep the order they were added in.
+/// What happened: one variant per event name, with that event's fields.
 #[derive(Clone, Debug)]
-pub struct Event {
-    pub time: SystemTime,
-    pub kind: &'static str,
-    /// None for the service events.
-    pub reader: Option<String>,
-    pub fields: Vec<(&'static str, Value)>,
+pub enum What {
+    ServiceUp,
+    ServiceLost {
+        message: String,
+    },
+    ReaderAdded,
+    ReaderRemoved,
+    CardInserted {
+        /// Null when neither the card nor PC/SC gave one.
+        atr: Option<String>,
+        pin_tries: Tries,
+        admin_tries: Tries,
+        card_id: Option<String>,
+    },
+    CardRemoved,
+    UnblockStarted {
+        atr: String,
+        card_id: Option<String>,
+        /// The card's family.
+        profile: String,
+        /// `local-key`, `cm`, or `puk`.
+        responder: String,
+        pin_tries: Tries,
+        admin_tries: Tries,
+    },
+    UnblockSucceeded {
+        card_id: Option<String>,
+        /// After the reset.
+        pin_tries: Tries,
+        /// Before the authentication.
+        admin_tries: Tries,
+        responder: String,
+        cm: Option<Value>,
+        /// Set when the event closes its card's unblock ([`What::elapsed`]).
+        elapsed_ms: Option<u64>,
+    },
+    UnblockFailed {
+        class: &'static str,
+        /// Null for the watcher's own `shutdown` class.
+        exit_code: Option<u8>,
+        message: String,
+        sw: Option<u16>,
+        admin_tries: Tries,
+        pin_tries: Tries,
+        hint: Option<String>,
+        cm: Option<Value>,
+        elapsed_ms: Option<u64>,
+    },
+    Skipped {
+        reason: &'static str,
+        message: String,
+    },
 }
 
-impl Event {
-    pub fn new(kind: &'static str, reader: Option<&str>) -> Event {
-        Event {
-            time: SystemTime::now(),
-            kind,
-            reader: reader.map(str::to_string),
-            fields: Vec::new(),
+impl What {
+    /// The event's name (the `event` field).
+    pub fn name(&self) -> &'static str {
+        match self {
+            What::ServiceUp => "service_up",
+            What::ServiceLost { .. } => "service_lost",
+            What::ReaderAdded => "reader_added",
+            What::ReaderRemoved => "reader_removed",
+            What::CardInserted { .. } => "card_inserted",
+            What::CardRemoved => "card_removed",
+            What::UnblockStarted { .. } => "unblock_started",
+            What::UnblockSucceeded { .. } => "unblock_succeeded",
+            What::UnblockFailed { .. } => "unblock_failed",
+            What::Skipped { .. } => "skipped",
         }
     }
 
-    pub fn with(mut self, name: &'static str, value: impl Into<Value>) -> Event {
-        self.fields.push((name, value.into()));
+    /// An unblock's result with the time since the card arrived; other
+    /// events unchanged.
+    pub fn elapsed(mut self, ms: u64) -> What {
+        if let What::UnblockSucceeded { elapsed_ms, .. } | What::UnblockFailed { elapsed_ms, .. } =
+            &mut self
+        {
+            *elapsed_ms = Some(ms);
+        }
         self
     }
 
-    /// `{"time":..,"event":..,"reader":..,<fields>}` on one line.
-    pub fn to_json_line(&self) -> String {
-        let mut s = String::with_capacity(160);
-        s.push_str("{\"time\":");
-        s.push_str(&Value::from(rfc3339_millis(self.time)).to_string());
-        s.push_str(",\"event\":");
-        s.push_str(&Value::from(self.kind).to_string());
-        s.push_str(",\"reader\":");
-        s.push_str(&Value::from(self.reader.clone()).to_string());
-        for (name, value) in &self.fields {
-            s.push(',');
-            s.push_str(&Value::from(*name).to_string());
-            s.push(':');
-            s.push_str(&value.to_string());
+    /// The fields after `time`, `event` and `reader`, in docs/kiosk.md's
+    /// order; `Null` where unknown.
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        let tries = |t: &Tries| serde_json::to_value(t).unwrap_or(Value::Null);
+        let sw = |sw: &Option<u16>| Value::from(sw.map(|sw| format!("{sw:04X}")));
+        match self {
+            What::ServiceUp
+            | What::ReaderAdded
+            | What::ReaderRemoved
+            | What::CardRemoved => Vec::new(),
+            What::ServiceLost { message } => vec![("message", message.as_str().into())],
+            What::CardInserted {
+                atr,
+                pin_tries,
+                admin_tries,
+                card_id,
+            } => vec![
+                ("atr", atr.clone().into()),
+                ("pin_tries", tries(pin_tries)),
+                ("admin_tries", tries(admin_tries)),
+                ("card_id", card_id.clone().into()),
+            ],
+            What::UnblockStarted {
+                atr,
+                card_id,
+                profile,
+                responder,
+                pin_tries,
+                admin_tries,
+            } => vec![
+                ("atr", atr.as_str().into()),
+                ("card_id", card_id.clone().into()),
+                ("profile", profile.as_str().into()),
+                ("responder", responder.as_str().into()),
+                ("pin_tries", tries(pin_tries)),
+                ("admin_tries", tries(admin_tries)),
+            ],
+            What::UnblockSucceeded {
+                card_id,
+                pin_tries,
+                admin_tries,
+                responder,
+                cm,
+                elapsed_ms,
+            } => vec![
+                ("card_id", card_id.clone().into()),
+                ("pin_tries", tries(pin_tries)),
+                ("admin_tries", tries(admin_tries)),
+                ("responder", responder.as_str().into()),
+                ("cm", cm.clone().unwrap_or(Value::Null)),
+                ("elapsed_ms", (*elapsed_ms).into()),
+            ],
+            What::UnblockFailed {
+                class,
+                exit_code,
+                message,
+                sw: code,
+                admin_tries,
+                pin_tries,
+                hint,
+                cm,
+                elapsed_ms,
+            } => vec![
+                ("class", (*class).into()),
+                ("exit_code", (*exit_code).into()),
+                ("message", message.as_str().into()),
+                ("sw", sw(code)),
+                ("admin_tries", tries(admin_tries)),
+                ("pin_tries", tries(pin_tries)),
+                ("hint", hint.clone().into()),
+                ("cm", cm.clone().unwrap_or(Value::Null)),
+                ("elapsed_ms", (*elapsed_ms).into()),
+            ],
+            What::Skipped { reason, message } => vec![
+                ("reason", (*reason).into()),
+                ("message", message.as_str().into()),
+            ],
         }
-        s.push('}');
-        s
+    }
+}
+
+/// One event.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub time: SystemTime,
+    /// None for the service events.
+    pub reader: Option<String>,
+    pub what: What,
+}
+
+impl Event {
+    /// An event of the PC/SC service (no reader).
+    pub fn service(what: What) -> Event {
+        Event {
+            time: SystemTime::now(),
+            reader: None,
+            what,
+        }
     }
 
-    /// `TIME EVENT [READER] name=value ...`, strings quoted when they hold spaces.
-    pub fn to_text_line(&self) -> String {
-        let mut s = format!("{} {}", rfc3339_millis(self.time), self.kind);
-        if let Some(r) = &self.reader {
+    /// An event of one reader (or the card in it).
+    pub fn reader(reader: &str, what: What) -> Event {
+        Event {
+            time: SystemTime::now(),
+            reader: Some(reader.to_string()),
+            what,
+        }
+    }
+
+    /// The one line this event is written as: `{"time":..,"event":..,
+    /// "reader":..,<fields>}` (`json`), else `TIME EVENT [READER]
+    /// name=value ...` with strings quoted when they hold spaces and null
+    /// fields left out. Outside text (reader names, server messages) is
+    /// blanked of secrets, then made safe for the terminal or the journal
+    /// (`watch --json` under systemd).
+    pub fn line(&self, json: bool) -> String {
+        let time = humantime::format_rfc3339_millis(self.time).to_string();
+        let reader = self.reader.as_deref().map(crate::scrub::text);
+        let mut fields = self.what.fields();
+        for (_, v) in fields.iter_mut() {
+            crate::scrub::value(v);
+        }
+        let mut s = String::with_capacity(160);
+        if json {
+            s.push_str("{\"time\":");
+            s.push_str(&Value::from(time).to_string());
+            s.push_str(",\"event\":");
+            s.push_str(&Value::from(self.what.name()).to_string());
+            s.push_str(",\"reader\":");
+            s.push_str(&Value::from(reader).to_string());
+            for (name, value) in &fields {
+                s.push(',');
+                s.push_str(&Value::from(*name).to_string());
+                s.push(':');
+                s.push_str(&value.to_string());
+            }
+            s.push('}');
+            return crate::sanitize::json(&s).into_owned();
+        }
+        s.push_str(&time);
+        s.push(' ');
+        s.push_str(self.what.name());
+        if let Some(r) = &reader {
             s.push_str(&format!(" [{r}]"));
         }
-        for (name, value) in &self.fields {
+        for (name, value) in &fields {
             let v = match value {
                 Value::Null => continue,
                 Value::String(t) if t.is_empty() || t.contains(char::is_whitespace) => {
@@ -83,7 +252,7 @@ impl Event {
             };
             s.push_str(&format!(" {name}={v}"));
         }
-        s
+        crate::sanitize::line(&s).into_owned()
     }
 }
 
@@ -106,18 +275,7 @@ impl Emitter {
     /// Write one event. Returns false when stdout is gone (the reader of our
     /// output exited): the watcher then stops.
     pub fn emit(&self, e: &Event) -> bool {
-        // Outside text (reader names, server messages) blanked of secrets, then made
-        // safe for the terminal or the journal (`watch --json` under systemd).
-        let mut e = e.clone();
-        e.reader = e.reader.map(|r| crate::scrub::text(&r));
-        for (_, v) in e.fields.iter_mut() {
-            crate::scrub::value(v);
-        }
-        let line = if self.json {
-            crate::sanitize::json(&e.to_json_line()).into_owned()
-        } else {
-            crate::sanitize::line(&e.to_text_line()).into_owned()
-        };
+        let line = e.line(self.json);
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
@@ -134,86 +292,56 @@ impl Emitter {
     }
 }
 
-/// RFC 3339 in UTC with milliseconds: `2025-03-01T09:30:12.345Z`.
-pub fn rfc3339_millis(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let millis = d.subsec_millis();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (the well-known era/day-of-era computation).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March first
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
     }
 
-    #[test]
-    fn formats_rfc3339_with_millis() {
-        assert_eq!(rfc3339_millis(at(0, 0)), "1970-01-01T00:00:00.000Z");
-        // date -u -d @951782400 = 2000-02-29 00:00:00 (a leap day of a /400 year)
-        assert_eq!(
-            rfc3339_millis(at(951_782_400, 7)),
-            "2000-02-29T00:00:00.007Z"
-        );
-        // date -u -d @1709251199 = 2024-02-29 23:59:59
-        assert_eq!(
-            rfc3339_millis(at(1_709_251_199, 999)),
-            "2024-02-29T23:59:59.999Z"
-        );
-        // date -u -d @4102444800 = 2100-01-01 (2100 is no leap year)
-        assert_eq!(
-            rfc3339_millis(at(4_107_542_400, 0)),
-            "2100-03-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            rfc3339_millis(at(4_102_444_800, 0)),
-            "2100-01-01T00:00:00.000Z"
-        );
+    fn timed(mut e: Event, t: SystemTime) -> Event {
+        e.time = t;
+        e
     }
 
     #[test]
-    fn json_lines_keep_the_field_order() {
-        let mut e = Event::new(kind::CARD_INSERTED, Some("Virtual PCD 00 00"))
-            .with("atr", "3B 02 14 50")
-            .with("pin_tries", 0)
-            .with("card_id", Value::Null);
-        e.time = at(0, 5);
-        let line = e.to_json_line();
+    fn times_are_rfc3339_utc_with_millis() {
+        let line = |secs, millis| {
+            let e = timed(Event::service(What::ServiceUp), at(secs, millis));
+            e.line(false)
+        };
+        assert_eq!(line(0, 0), "1970-01-01T00:00:00.000Z service_up");
+        // date -u -d @951782400 = 2000-02-29 00:00:00 (a leap day of a /400 year)
+        assert_eq!(line(951_782_400, 7), "2000-02-29T00:00:00.007Z service_up");
+        // date -u -d @1709251199 = 2024-02-29 23:59:59
+        assert_eq!(
+            line(1_709_251_199, 999),
+            "2024-02-29T23:59:59.999Z service_up"
+        );
+        // date -u -d @4107542400 = 2100-03-01 (2100 is no leap year)
+        assert_eq!(line(4_107_542_400, 0), "2100-03-01T00:00:00.000Z service_up");
+    }
+
+    #[test]
+    fn json_lines_keep_the_documented_field_order() {
+        let e = Event::reader(
+            "Virtual PCD 00 00",
+            What::CardInserted {
+                atr: Some("3B 02 14 50".into()),
+                pin_tries: Tries::Left(0),
+                admin_tries: Tries::Unknown,
+                card_id: None,
+            },
+        );
+        let line = timed(e, at(0, 5)).line(true);
         assert_eq!(
             line,
-            r#"{"time":"1970-01-01T00:00:00.005Z","event":"card_inserted","reader":"Virtual PCD 00 00","atr":"3B 02 14 50","pin_tries":0,"card_id":null}"#
+            r#"{"time":"1970-01-01T00:00:00.005Z","event":"card_inserted","reader":"Virtual PCD 00 00","atr":"3B 02 14 50","pin_tries":0,"admin_tries":null,"card_id":null}"#
         );
-        let v: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["pin_tries"], 0);
-        let service = Event::new(kind::SERVICE_UP, None).to_json_line();
+        let service = Event::service(What::ServiceUp).line(true);
         assert_eq!(
             serde_json::from_str::<Value>(&service).unwrap()["reader"],
             json!(null)
@@ -221,14 +349,54 @@ mod tests {
     }
 
     #[test]
-    fn text_lines_quote_what_has_spaces_and_drop_nulls() {
-        let mut e = Event::new(kind::SKIPPED, Some("Virtual PCD 00 01"))
-            .with("reason", "failed_before")
-            .with("message", "the card refused")
-            .with("card_id", Value::Null);
-        e.time = at(0, 0);
+    fn failures_carry_every_field_and_their_elapsed_time() {
+        let e = Event::reader(
+            "R",
+            What::UnblockFailed {
+                class: "admin_rejected",
+                exit_code: Some(4),
+                message: "the card refused".into(),
+                sw: Some(0x63C4),
+                admin_tries: Tries::Left(4),
+                pin_tries: Tries::Left(0),
+                hint: None,
+                cm: None,
+                elapsed_ms: None,
+            }
+            .elapsed(12),
+        );
         assert_eq!(
-            e.to_text_line(),
+            timed(e, at(0, 0)).line(true),
+            r#"{"time":"1970-01-01T00:00:00.000Z","event":"unblock_failed","reader":"R","class":"admin_rejected","exit_code":4,"message":"the card refused","sw":"63C4","admin_tries":4,"pin_tries":0,"hint":null,"cm":null,"elapsed_ms":12}"#
+        );
+    }
+
+    #[test]
+    fn text_lines_quote_what_has_spaces_and_drop_nulls() {
+        let e = Event::reader(
+            "Virtual PCD 00 01",
+            What::UnblockStarted {
+                atr: "3B 02".into(),
+                card_id: None,
+                profile: "gids".into(),
+                responder: "local-key".into(),
+                pin_tries: Tries::Left(0),
+                admin_tries: Tries::Unknown,
+            },
+        );
+        assert_eq!(
+            timed(e, at(0, 0)).line(false),
+            "1970-01-01T00:00:00.000Z unblock_started [Virtual PCD 00 01] atr=\"3B 02\" profile=gids responder=local-key pin_tries=0"
+        );
+        let skipped = Event::reader(
+            "Virtual PCD 00 01",
+            What::Skipped {
+                reason: "failed_before",
+                message: "the card refused".into(),
+            },
+        );
+        assert_eq!(
+            timed(skipped, at(0, 0)).line(false),
             "1970-01-01T00:00:00.000Z skipped [Virtual PCD 00 01] reason=failed_before message=\"the card refused\""
         );
     }

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::command::{self, Failure as CommandFailure};
-use super::event::{kind, Event};
+use super::event::{Event, What};
 use super::{ResponderFactory, Shared};
 use crate::card::{Applet, Tries, Unlock};
 use crate::error::Error;
@@ -89,18 +89,20 @@ impl Job {
         let mut r = self.reports();
         if r.open && !r.finished {
             r.finished = true;
-            shared.emit(
-                &Event::new(kind::UNBLOCK_FAILED, Some(&self.reader))
-                    .with("class", "shutdown")
-                    .with("exit_code", Value::Null)
-                    .with(
-                        "message",
-                        "the watcher stopped (--shutdown-timeout) before this flow finished; \
-                         check the card with `scunblock info`",
-                    )
-                    .with("admin_tries", Value::Null)
-                    .with("pin_tries", Value::Null),
-            );
+            let what = What::UnblockFailed {
+                class: "shutdown",
+                exit_code: None,
+                message: "the watcher stopped (--shutdown-timeout) before this flow finished; \
+                          check the card with `scunblock info`"
+                    .into(),
+                sw: None,
+                admin_tries: Tries::Unknown,
+                pin_tries: Tries::Unknown,
+                hint: None,
+                cm: None,
+                elapsed_ms: None,
+            };
+            shared.emit(&Event::reader(&self.reader, what.elapsed(self.elapsed_ms())));
         }
     }
 
@@ -112,49 +114,49 @@ impl Job {
         }
     }
 
-    fn inserted_event(&self, found: &Inspection) -> Event {
-        Event::new(kind::CARD_INSERTED, Some(&self.reader))
-            .with("atr", found.atr.clone().or_else(|| self.atr.clone()))
-            .with("pin_tries", json!(found.pin_tries))
-            .with("admin_tries", json!(found.admin_tries))
-            .with("card_id", found.card_id.clone())
+    /// `card_inserted` with what reading the card found (nothing, when it
+    /// could not be read: then the ATR PC/SC reported).
+    pub(super) fn inserted_event(&self, found: &Inspection) -> Event {
+        let what = What::CardInserted {
+            atr: found.atr.clone().or_else(|| self.atr.clone()),
+            pin_tries: found.pin_tries,
+            admin_tries: found.admin_tries,
+            card_id: found.card_id.clone(),
+        };
+        Event::reader(&self.reader, what)
     }
 
-    fn start(&self, shared: &Shared, e: Event) {
+    fn start(&self, shared: &Shared, what: What) {
         let mut r = self.reports();
         r.open = true;
-        shared.emit(&e);
+        shared.emit(&Event::reader(&self.reader, what));
+    }
+
+    /// Since the watcher saw the card arrive.
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.seen.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The one closing event of an unblock (or a skip): emitted once. An
     /// unblock's result says how long it took since the card arrived.
-    fn finish(&self, shared: &Shared, e: Event) {
+    fn finish(&self, shared: &Shared, what: What) {
         let mut r = self.reports();
         if !r.finished {
             r.finished = true;
-            let e = if e.kind == kind::SKIPPED {
-                e
-            } else {
-                let ms = u64::try_from(self.seen.elapsed().as_millis()).unwrap_or(u64::MAX);
-                e.with("elapsed_ms", ms)
-            };
-            shared.emit(&e);
+            let what = what.elapsed(self.elapsed_ms());
+            shared.emit(&Event::reader(&self.reader, what));
         }
     }
 
     fn skip(&self, shared: &Shared, reason: &'static str, message: impl Into<String>) {
-        self.finish(
-            shared,
-            Event::new(kind::SKIPPED, Some(&self.reader))
-                .with("reason", reason)
-                .with("message", message.into()),
-        );
+        let message = message.into();
+        self.finish(shared, What::Skipped { reason, message });
     }
 }
 
 /// What reading the card found.
 #[derive(Default)]
-struct Inspection {
+pub(super) struct Inspection {
     /// The card's family, detected (or forced by --profile).
     applet: Option<Box<dyn Applet>>,
     atr: Option<String>,
@@ -325,13 +327,14 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
     let atr = found.atr.clone().unwrap_or_default();
     job.start(
         shared,
-        Event::new(kind::UNBLOCK_STARTED, Some(reader))
-            .with("atr", atr.clone())
-            .with("card_id", found.card_id.clone())
-            .with("profile", applet.name().to_string())
-            .with("responder", factory.map_or("puk", |f| f.name()))
-            .with("pin_tries", json!(found.pin_tries))
-            .with("admin_tries", json!(found.admin_tries)),
+        What::UnblockStarted {
+            atr: atr.clone(),
+            card_id: found.card_id.clone(),
+            profile: applet.name().to_string(),
+            responder: factory.map_or("puk", |f| f.name()).to_string(),
+            pin_tries: found.pin_tries,
+            admin_tries: found.admin_tries,
+        },
     );
 
     // The new PIN from the front end (and the PUK, for a PIV card).
@@ -348,8 +351,7 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
         Err(PinProblem::Removed) => {
             job.finish(
                 shared,
-                failed_event(
-                    reader,
+                failed(
                     &Error::card_removed(),
                     Tries::Unknown,
                     Tries::Unknown,
@@ -378,8 +380,7 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
     let mut responder = match made {
         Ok(r) => r,
         Err(e) => {
-            let event = failed_event(reader, &e, Tries::Unknown, Tries::Unknown, None);
-            job.finish(shared, event);
+            job.finish(shared, failed(&e, Tries::Unknown, Tries::Unknown, None));
             return false;
         }
     };
@@ -401,12 +402,14 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
         Ok(out) => {
             job.finish(
                 shared,
-                Event::new(kind::UNBLOCK_SUCCEEDED, Some(reader))
-                    .with("card_id", out.card_id.clone())
-                    .with("pin_tries", json!(out.pin_tries_after))
-                    .with("admin_tries", json!(out.admin_tries))
-                    .with("responder", out.responder.clone())
-                    .with("cm", out.responder_report.clone()),
+                What::UnblockSucceeded {
+                    card_id: out.card_id.clone(),
+                    pin_tries: out.pin_tries_after,
+                    admin_tries: out.admin_tries,
+                    responder: out.responder.clone(),
+                    cm: out.responder_report.clone(),
+                    elapsed_ms: None,
+                },
             );
             out.response_sent
         }
@@ -417,8 +420,7 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
             }
             job.finish(
                 shared,
-                failed_event(
-                    reader,
+                failed(
                     &f.error,
                     o.map(|o| o.admin_tries).unwrap_or_default(),
                     o.map(|o| o.pin_tries_before).unwrap_or_default(),
@@ -648,22 +650,20 @@ fn spent_and_refused(e: &Error, o: Option<&flow::Outcome>) -> bool {
     }
 }
 
-fn failed_event(
-    reader: &str,
-    e: &Error,
-    admin_tries: Tries,
-    pin_tries: Tries,
-    cm: Option<Value>,
-) -> Event {
-    Event::new(kind::UNBLOCK_FAILED, Some(reader))
-        .with("class", e.class())
-        .with("exit_code", e.exit_code())
-        .with("message", e.to_string())
-        .with("sw", e.sw().map(|sw| format!("{sw:04X}")))
-        .with("admin_tries", json!(e.admin_tries().unwrap_or(admin_tries)))
-        .with("pin_tries", json!(e.pin_tries().unwrap_or(pin_tries)))
-        .with("hint", e.hint())
-        .with("cm", cm)
+/// `unblock_failed` for this error; the tries the error carries win over
+/// those read before.
+fn failed(e: &Error, admin_tries: Tries, pin_tries: Tries, cm: Option<Value>) -> What {
+    What::UnblockFailed {
+        class: e.class(),
+        exit_code: Some(e.exit_code()),
+        message: e.to_string(),
+        sw: e.sw(),
+        admin_tries: e.admin_tries().unwrap_or(admin_tries),
+        pin_tries: e.pin_tries().unwrap_or(pin_tries),
+        hint: e.hint(),
+        cm,
+        elapsed_ms: None,
+    }
 }
 
 #[cfg(test)]
