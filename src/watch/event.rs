@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -212,7 +212,7 @@ impl Event {
     /// blanked of secrets, then made safe for the terminal or the journal
     /// (`watch --json` under systemd).
     pub fn line(&self, json: bool) -> String {
-        let time = humantime::format_rfc3339_millis(self.time).to_string();
+        let time = stamp(self.time);
         let reader = self.reader.as_deref().map(crate::scrub::text);
         let mut fields = self.what.fields();
         for (_, v) in fields.iter_mut() {
@@ -256,6 +256,14 @@ impl Event {
     }
 }
 
+/// RFC 3339 in UTC with milliseconds: `2026-11-28T21:13:38.474Z`. humantime
+/// writes 1970 to 9999 only (it panics before, fails after): a clock set that
+/// wrong gets the nearest time it can write.
+fn stamp(t: SystemTime) -> String {
+    let last = UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);
+    humantime::format_rfc3339_millis(t.clamp(UNIX_EPOCH, last)).to_string()
+}
+
 /// Writes events to stdout, one line each, whole lines only, flushed at once.
 pub struct Emitter {
     json: bool,
@@ -296,7 +304,6 @@ impl Emitter {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
@@ -323,6 +330,15 @@ mod tests {
         );
         // date -u -d @4107542400 = 2100-03-01 (2100 is no leap year)
         assert_eq!(line(4_107_542_400, 0), "2100-03-01T00:00:00.000Z service_up");
+        // A clock set before 1970 or after 9999 gives no panic.
+        assert_eq!(
+            stamp(UNIX_EPOCH - Duration::from_secs(1)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            stamp(at(253_402_300_800 * 2, 0)),
+            "9999-12-31T23:59:59.999Z"
+        );
     }
 
     #[test]
