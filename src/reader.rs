@@ -52,8 +52,18 @@ impl ReaderSelector {
     /// (`Auto` names every reader: the cards decide).
     fn names(&self, index: usize, name: &str) -> bool {
         match self {
-            ReaderSelector::Auto => true,
             ReaderSelector::Index(i) => *i == index,
+            _ => self.names_by_name(name),
+        }
+    }
+
+    /// Whether the reader named `name` is one this selector names by the
+    /// name alone (`Auto` names every reader, an index none): for readers
+    /// that come and go (`watch`), whose indexes do not last.
+    pub fn names_by_name(&self, name: &str) -> bool {
+        match self {
+            ReaderSelector::Auto => true,
+            ReaderSelector::Index(_) => false,
             ReaderSelector::Exact(n) => n == name,
             ReaderSelector::Substring(part) => name.to_lowercase().contains(&part.to_lowercase()),
         }

@@ -36,6 +36,7 @@ pub use shutdown::{block_signals, Shutdown};
 
 use crate::error::Error;
 use crate::profile::ProfileChoice;
+use crate::reader::ReaderSelector;
 
 /// The longest single wait in SCardGetStatusChange. Changes, SCardCancel and
 /// finished workers wake it earlier; this bounds a lost wake-up.
@@ -47,23 +48,16 @@ const STABLE: Duration = Duration::from_secs(10);
 /// After the shutdown timeout: how long helper commands get to be ended.
 const ABORT_GRACE: Duration = Duration::from_secs(2);
 
-/// Which readers to watch (`--reader`): all, an exact name or a
-/// case-insensitive part of one.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum ReaderFilter {
-    #[default]
-    All,
-    Exact(String),
-    Substring(String),
-}
-
-impl ReaderFilter {
-    fn matches(&self, name: &str) -> bool {
-        match self {
-            ReaderFilter::All => true,
-            ReaderFilter::Exact(n) => n == name,
-            ReaderFilter::Substring(part) => name.to_lowercase().contains(&part.to_lowercase()),
-        }
+/// Which readers to watch (`--reader`): the selector of the other commands,
+/// all readers by default, but not its index form, since indexes change as
+/// readers come and go.
+pub fn readers(reader: Option<&str>) -> Result<ReaderSelector, Error> {
+    match ReaderSelector::parse(reader)? {
+        ReaderSelector::Index(_) => Err(Error::usage(
+            "watch: --reader N (an index) changes as readers come and go; \
+             give @NAME or part of the name",
+        )),
+        sel => Ok(sel),
     }
 }
 
@@ -85,7 +79,8 @@ pub struct Config {
     /// Send a cryptogram to cards that do not report their admin tries.
     pub allow_unknown_tries: bool,
     pub shutdown_timeout: Duration,
-    pub readers: ReaderFilter,
+    /// From [`readers`]: never an index.
+    pub readers: ReaderSelector,
     /// APDU trace on stderr, each line prefixed with the reader.
     pub trace: bool,
     /// One JSON object per line (else readable lines).
@@ -293,7 +288,7 @@ impl Watcher {
             Ok(n) => n
                 .into_iter()
                 .map(|c| c.to_string_lossy().into_owned())
-                .filter(|n| self.shared.cfg.readers.matches(n))
+                .filter(|n| self.shared.cfg.readers.names_by_name(n))
                 .collect(),
             Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
             Err(e) => return Err(e),
@@ -456,11 +451,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reader_filters() {
-        assert!(ReaderFilter::All.matches("Virtual PCD 00 00"));
-        assert!(ReaderFilter::Substring("pcd b".into()).matches("Virtual PCD B 00 01"));
-        assert!(!ReaderFilter::Substring("pcd b".into()).matches("Virtual PCD 00 01"));
-        assert!(ReaderFilter::Exact("Virtual PCD 00 01".into()).matches("Virtual PCD 00 01"));
-        assert!(!ReaderFilter::Exact("Virtual PCD 00".into()).matches("Virtual PCD 00 01"));
+    fn readers_are_chosen_by_name_never_by_index() {
+        let watched = |sel: Option<&str>, name: &str| readers(sel).unwrap().names_by_name(name);
+        assert!(watched(None, "Virtual PCD 00 00"));
+        assert!(watched(Some("pcd b"), "Virtual PCD B 00 01"));
+        assert!(!watched(Some("pcd b"), "Virtual PCD 00 01"));
+        assert!(watched(Some("@Virtual PCD 00 01"), "Virtual PCD 00 01"));
+        assert!(!watched(Some("@Virtual PCD 00"), "Virtual PCD 00 01"));
+        let refused = readers(Some("1")).unwrap_err();
+        assert_eq!(refused.exit_code(), 2);
+        assert!(refused.to_string().contains("an index"), "{refused}");
+        assert_eq!(readers(Some("")).unwrap_err().exit_code(), 2);
     }
 }

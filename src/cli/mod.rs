@@ -426,18 +426,7 @@ fn watch(g: &Global, a: &WatchArgs) -> CmdResult {
     // Before anything can start a thread: SIGTERM/SIGINT go to one thread.
     crate::watch::block_signals();
     let profiles = profiles(g)?;
-    let readers = match ReaderSelector::parse(g.reader.as_deref())? {
-        ReaderSelector::Auto => crate::watch::ReaderFilter::All,
-        ReaderSelector::Exact(n) => crate::watch::ReaderFilter::Exact(n),
-        ReaderSelector::Substring(s) => crate::watch::ReaderFilter::Substring(s),
-        ReaderSelector::Index(_) => {
-            return Err(Error::usage(
-                "watch: --reader N (an index) changes as readers come and go; \
-                 give @NAME or part of the name",
-            )
-            .into())
-        }
-    };
+    let readers = crate::watch::readers(g.reader.as_deref())?;
     let k = &a.key;
     if k.cm.is_none() && a.cm.any_given() {
         return Err(Error::usage(
