@@ -46,7 +46,7 @@ fn main() -> Result<(), scunblock::Error> {
     if let Some(puk) = out.puk_tries {
         println!("PUK tries: {puk}");
     }
-    println!("card id: {}", out.card_id.as_deref().unwrap_or("none"));
+    println!("card id: {}", out.card.card_id.as_deref().unwrap_or("none"));
     conn.close(false);
     Ok(())
 }

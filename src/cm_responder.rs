@@ -144,7 +144,7 @@ impl CmResponder {
     /// The card id for CM: the one given (`--card-id`, in the form given),
     /// else the card's own (the flow checked that they are one card).
     fn card_id(&self, card: &CardContext) -> Result<Guid, Error> {
-        match card.card_id.as_deref() {
+        match card.info.card_id.as_deref() {
             Some(id) => Guid::parse(id, "the card id"),
             None => Err(Error::usage(
                 "--card-id is required with --cm: the card has no card id to read",
@@ -220,7 +220,7 @@ impl Responder for CmResponder {
             &card_id,
             challenge.as_bytes(),
             self.diversified,
-            &card.atr,
+            &card.info.atr,
         )?;
         Ok(Cryptogram::new(bytes))
     }

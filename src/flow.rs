@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::admin_key::KeyAlg;
 use crate::card::{AdminChallenge, Applet, Tries, Unlock};
+use crate::card_info::CardInfo;
 use crate::error::Error;
 use crate::ids::{CardId, Guid};
 use crate::log;
@@ -61,15 +62,15 @@ pub struct Options<'a> {
 /// still reports what it learned (reader, ATR, tries).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Outcome {
-    pub reader: String,
-    pub atr: String,
+    /// Reader, ATR and the card id as sent to CM; JSON has them at the top
+    /// level, as before.
+    #[serde(flatten)]
+    pub card: CardInfo,
     pub profile: String,
     /// "detected" or "option" (`--profile`); set by the caller.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_source: Option<ProfileSource>,
     pub responder: String,
-    /// The card id as sent to CM: lowercase, hyphenated, no braces.
-    pub card_id: Option<String>,
     /// The 16 bytes of the card's own id, hex (null: the card has none).
     pub card_id_raw: Option<String>,
     pub admin_tries: Tries,
@@ -112,8 +113,7 @@ impl From<Error> for Box<Failure> {
 impl Outcome {
     fn new<S: Session>(session: &S, applet: &dyn Applet) -> Outcome {
         Outcome {
-            reader: session.reader().to_string(),
-            atr: crate::apdu::spaced_hex(session.atr()),
+            card: CardInfo::new(session.reader(), session.atr()),
             profile: applet.name().to_string(),
             ..Outcome::default()
         }
@@ -216,8 +216,7 @@ fn unblock<S: Session>(
     out: &mut Outcome,
 ) -> Result<(), Error> {
     let mut card = CardContext {
-        reader: out.reader.clone(),
-        atr: session.atr().to_vec(),
+        info: out.card.clone(),
         ..CardContext::default()
     };
 
@@ -233,7 +232,7 @@ fn unblock<S: Session>(
             return Ok(());
         }
         first_look = Some(out.card_id_raw.clone());
-        card.card_id = out.card_id.clone();
+        card.info.card_id = out.card.card_id.clone();
         responder.prepare(&card)?;
     }
 
@@ -247,13 +246,13 @@ fn unblock<S: Session>(
         if let Some(before) = first_look.as_ref().filter(|id| **id != out.card_id_raw) {
             let shown = |id: &Option<String>| id.clone().unwrap_or_else(|| "none".into());
             return Err(Error::CardChanged {
-                reader: out.reader.clone(),
+                reader: out.card.reader.clone(),
                 what: "card id",
                 before: shown(before),
                 after: shown(&out.card_id_raw),
             });
         }
-        card.card_id = out.card_id.clone();
+        card.info.card_id = out.card.card_id.clone();
 
         // PIV: the PUK resets the PIN; no admin response at all.
         if let Mode::UnblockWithPuk { puk, new_pin } = opts.mode {
@@ -353,7 +352,7 @@ fn record_card_id(
     given: Option<&Guid>,
 ) -> Result<(), Error> {
     out.card_id_raw = own.map(|id| id.hex());
-    out.card_id = match (given, own) {
+    out.card.card_id = match (given, own) {
         (Some(given), Some(own)) if !own.matches(given) => {
             return Err(Error::WrongCard(format!(
                 "the card in the reader has card id {} (bytes {}), not {given}: the wrong card is \
@@ -390,7 +389,7 @@ fn preflight(
         out.puk_tries = Some(applet.puk_tries(ch)?);
     }
     record_card_id(out, applet.card_id(ch)?, opts.card_id.as_ref())?;
-    if responder.needs_card_id() && out.card_id.is_none() {
+    if responder.needs_card_id() && out.card.card_id.is_none() {
         let why = match responder.name() {
             "cm" => "CM shows it as the smartcard's SerialNumber",
             _ => "the key's label uses {card_id}",
@@ -704,7 +703,7 @@ mod tests {
         });
         let out = r.unwrap();
         assert_eq!(
-            out.card_id.as_deref(),
+            out.card.card_id.as_deref(),
             Some("33221100-5544-7766-8899-aabbccddeeff")
         );
         assert_eq!(
@@ -805,5 +804,41 @@ mod tests {
         assert_eq!(out.admin_tries, Tries::Left(5));
         assert_eq!(out.pin_tries_before, Tries::Left(3));
         assert!(!out.response_sent);
+    }
+
+    #[test]
+    fn the_card_facts_stay_top_level_json_keys() {
+        let out = Outcome {
+            card: CardInfo {
+                reader: "R".into(),
+                atr: vec![0x3B, 0x02],
+                card_id: Some("00112233-4455-6677-8899-aabbccddeeff".into()),
+            },
+            ..Outcome::default()
+        };
+        let v = serde_json::to_value(&out).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "admin_authenticated",
+                "admin_tries",
+                "atr",
+                "card_id",
+                "card_id_raw",
+                "pin_reset",
+                "pin_tries_after",
+                "pin_tries_before",
+                "profile",
+                "puk_sent",
+                "reader",
+                "responder",
+                "response_sent",
+            ]
+        );
+        assert_eq!(v["atr"], "3B 02");
+        assert_eq!(v["reader"], "R");
+        assert_eq!(v["card_id"], "00112233-4455-6677-8899-aabbccddeeff");
     }
 }

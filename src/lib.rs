@@ -10,6 +10,7 @@ pub mod admin_key;
 pub mod apdu;
 pub mod atr;
 pub mod card;
+pub mod card_info;
 pub mod cli;
 pub mod cm_client;
 pub mod cm_responder;

@@ -10,6 +10,7 @@ use std::io::BufRead;
 use base64::Engine;
 
 use crate::admin_key::{AdminKey, Challenge, Cryptogram, KeyAlg};
+use crate::card_info::CardInfo;
 use crate::error::Error;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -17,9 +18,9 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 /// What a responder knows about the card it answers for.
 #[derive(Clone, Debug, Default)]
 pub struct CardContext {
-    pub reader: String,
-    pub atr: Vec<u8>,
-    pub card_id: Option<String>,
+    /// Reader, ATR and card id (CM needs the id; the flow fills it in
+    /// after reading the card).
+    pub info: CardInfo,
     /// The algorithm of the card's admin key (the card says; 3DES by default).
     pub key_alg: KeyAlg,
 }
@@ -143,7 +144,7 @@ impl<R: BufRead> Responder for Manual<R> {
 
     fn respond(&mut self, challenge: &Challenge, card: &CardContext) -> Result<Cryptogram, Error> {
         let c = challenge.as_bytes();
-        crate::log::say(format!("Card in {}:", card.reader));
+        crate::log::say(format!("Card in {}:", card.info.reader));
         crate::log::say(format!("  challenge (hex):    {}", hex::encode_upper(c)));
         crate::log::say(format!("  challenge (base64): {}", B64.encode(c)));
         crate::log::say("Enter the response (hex or base64), then Enter:");

@@ -398,7 +398,8 @@ impl Watcher {
             }
             Err(e) => {
                 crate::log::warn(format!("cannot start a thread for {name}: {e}"));
-                self.shared.emit(&job.inserted_event(&job::Inspection::default()));
+                self.shared
+                    .emit(&job.inserted_event(&job::Inspection::default()));
             }
         }
     }

@@ -101,8 +101,7 @@ impl Reporter {
     }
 
     pub fn info(&self, o: &Outcome) {
-        let atr_bytes = hex::decode(o.atr.replace(' ', "")).unwrap_or_default();
-        let (atr, problems) = crate::atr::Atr::parse_lenient(&atr_bytes);
+        let (atr, problems) = crate::atr::Atr::parse_lenient(&o.card.atr);
         let names = atr
             .as_ref()
             .map(crate::atr::lookup_names)
@@ -115,8 +114,8 @@ impl Reporter {
             self.emit(doc);
             return;
         }
-        outln!("Reader:       {}", o.reader);
-        outln!("ATR:          {}", o.atr);
+        outln!("Reader:       {}", o.card.reader);
+        outln!("ATR:          {}", o.card.atr_hex());
         for n in &names {
             outln!("              {n}");
         }
@@ -144,8 +143,8 @@ impl Reporter {
             self.emit(doc);
             return;
         }
-        outln!("Reader:       {}", o.reader);
-        outln!("ATR:          {}", o.atr);
+        outln!("Reader:       {}", o.card.reader);
+        outln!("ATR:          {}", o.card.atr_hex());
         outln!("Profile:      {}", profile_text(o));
         card_lines(o);
         outln!("Admin tries:  {}", tries_text(o.admin_tries, "admin key"));
@@ -210,10 +209,10 @@ impl Reporter {
         }
         errln!("scunblock: error: {e}");
         if let Some(o) = o {
-            if !o.reader.is_empty() {
+            if !o.card.reader.is_empty() {
                 errln!(
                     "  reader {}; admin tries left: {}; PIN tries left: {}",
-                    o.reader,
+                    o.card.reader,
                     admin_tries_text(e, o),
                     pin_tries_text(e, o),
                 );
@@ -271,7 +270,7 @@ fn profile_text(o: &Outcome) -> String {
 
 /// The card id: the GUID as sent to CM, and the card's own bytes.
 fn card_lines(o: &Outcome) {
-    match (&o.card_id, &o.card_id_raw) {
+    match (&o.card.card_id, &o.card_id_raw) {
         (Some(id), Some(raw)) => outln!("Card ID:      {{{id}}} (bytes {raw})"),
         (Some(id), None) => outln!("Card ID:      {{{id}}} (given; the card has none)"),
         (None, _) => {}

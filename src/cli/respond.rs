@@ -10,6 +10,7 @@ use super::args::{KeyAlgArg, RespondArgs};
 use super::output::Reporter;
 use super::{one_responder, CmdResult};
 use crate::admin_key::{Challenge, KeyAlg};
+use crate::card_info::CardInfo;
 use crate::error::Error;
 use crate::ids::Guid;
 use crate::key_source::Use;
@@ -45,11 +46,13 @@ pub(super) fn run(a: &RespondArgs, reporter: &Reporter, json: bool) -> CmdResult
         .transpose()?;
     let mut responder = one_responder(&source, Use::Respond, &a.cm, json)?;
     let card = CardContext {
-        card_id: card_id.map(|c| c.to_string()),
+        info: CardInfo {
+            card_id: card_id.map(|c| c.to_string()),
+            ..CardInfo::default()
+        },
         key_alg: alg,
-        ..CardContext::default()
     };
-    if responder.needs_card_id() && card.card_id.is_none() {
+    if responder.needs_card_id() && card.info.card_id.is_none() {
         return Err(Error::usage(format!(
             "the {} key source needs the card id here (no card is read): give --card-id GUID",
             responder.name()

@@ -98,7 +98,7 @@ fn respond_in(
 ) -> Result<Cryptogram, Error> {
     let alg = card.key_alg;
     check_challenge(alg, challenge.len())?;
-    let label = uri.object_for(card.card_id.as_deref())?;
+    let label = uri.object_for(card.info.card_id.as_deref())?;
     let key = session.find_key(uri, label.as_deref(), alg)?;
     if crate::log::is_verbose() {
         // The token computes the check value; the key never leaves it.

@@ -102,10 +102,9 @@ impl What {
         let tries = |t: &Tries| serde_json::to_value(t).unwrap_or(Value::Null);
         let sw = |sw: &Option<u16>| Value::from(sw.map(|sw| format!("{sw:04X}")));
         match self {
-            What::ServiceUp
-            | What::ReaderAdded
-            | What::ReaderRemoved
-            | What::CardRemoved => Vec::new(),
+            What::ServiceUp | What::ReaderAdded | What::ReaderRemoved | What::CardRemoved => {
+                Vec::new()
+            }
             What::ServiceLost { message } => vec![("message", message.as_str().into())],
             What::CardInserted {
                 atr,
@@ -329,7 +328,10 @@ mod tests {
             "2024-02-29T23:59:59.999Z service_up"
         );
         // date -u -d @4107542400 = 2100-03-01 (2100 is no leap year)
-        assert_eq!(line(4_107_542_400, 0), "2100-03-01T00:00:00.000Z service_up");
+        assert_eq!(
+            line(4_107_542_400, 0),
+            "2100-03-01T00:00:00.000Z service_up"
+        );
         // A clock set before 1970 or after 9999 gives no panic.
         assert_eq!(
             stamp(UNIX_EPOCH - Duration::from_secs(1)),

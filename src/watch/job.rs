@@ -11,6 +11,7 @@ use super::command::{self, Failure as CommandFailure};
 use super::event::{Event, What};
 use super::{ResponderFactory, Shared};
 use crate::card::{Applet, Tries, Unlock};
+use crate::card_info::CardInfo;
 use crate::error::Error;
 use crate::flow::{self, Mode, Options};
 use crate::ids::Guid;
@@ -22,8 +23,14 @@ use crate::transport::Trace;
 /// How long to wait for another process to release the card.
 const OPEN_WAIT: Duration = Duration::from_secs(5);
 
-/// A card's identity for the failure memory: its ATR and card id.
-pub type CardKey = (String, Option<String>);
+/// A card's identity for the failure memory, whichever reader it is in: its
+/// ATR and the id read from the card (else the one `--card-id-command`
+/// printed).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CardKey {
+    atr: Vec<u8>,
+    id: Option<String>,
+}
 
 /// One insertion of a card in a reader, shared by its worker thread and the
 /// watcher loop.
@@ -102,7 +109,10 @@ impl Job {
                 cm: None,
                 elapsed_ms: None,
             };
-            shared.emit(&Event::reader(&self.reader, what.elapsed(self.elapsed_ms())));
+            shared.emit(&Event::reader(
+                &self.reader,
+                what.elapsed(self.elapsed_ms()),
+            ));
         }
     }
 
@@ -118,10 +128,10 @@ impl Job {
     /// could not be read: then the ATR PC/SC reported).
     pub(super) fn inserted_event(&self, found: &Inspection) -> Event {
         let what = What::CardInserted {
-            atr: found.atr.clone().or_else(|| self.atr.clone()),
+            atr: found.atr().or_else(|| self.atr.clone()),
             pin_tries: found.pin_tries,
             admin_tries: found.admin_tries,
-            card_id: found.card_id.clone(),
+            card_id: found.card.card_id.clone(),
         };
         Event::reader(&self.reader, what)
     }
@@ -159,10 +169,11 @@ impl Job {
 pub(super) struct Inspection {
     /// The card's family, detected (or forced by --profile).
     applet: Option<Box<dyn Applet>>,
-    atr: Option<String>,
+    /// The reader, the ATR (empty: the card could not be opened) and the
+    /// card's id (its own, else the one `--card-id-command` printed).
+    card: CardInfo,
     pin_tries: Tries,
     admin_tries: Tries,
-    card_id: Option<String>,
     /// Why the card could not be read, if it could not.
     error: Option<Error>,
     /// Why the card id command gave no id, if it gave none.
@@ -174,13 +185,21 @@ pub(super) struct Inspection {
 }
 
 impl Inspection {
-    /// The card's identity for the failure memory: its ATR and the id read
-    /// from the card (else the one `--card-id-command` printed).
+    /// The card's identity for the failure memory: the card's own id bytes
+    /// where it has them, since the id given may take either GUID form.
     fn key(&self) -> CardKey {
-        (
-            self.atr.clone().unwrap_or_default(),
-            self.card_id_raw.clone().or_else(|| self.card_id.clone()),
-        )
+        CardKey {
+            atr: self.card.atr.clone(),
+            id: self
+                .card_id_raw
+                .clone()
+                .or_else(|| self.card.card_id.clone()),
+        }
+    }
+
+    /// The ATR read (spaced hex), if the card could be opened.
+    fn atr(&self) -> Option<String> {
+        (!self.card.atr.is_empty()).then(|| self.card.atr_hex())
     }
 }
 
@@ -220,7 +239,7 @@ fn inspect(shared: &Shared, job: &Job, conn: Option<&mut Connection>) -> Inspect
     let Some(conn) = conn else {
         return found;
     };
-    found.atr = Some(crate::apdu::spaced_hex(conn.atr()));
+    found.card = CardInfo::new(&job.reader, conn.atr());
     let trace = trace(shared, job);
     let applet = match flow::identify(conn, &shared.profiles, &trace) {
         Ok((applet, _)) => applet,
@@ -233,7 +252,7 @@ fn inspect(shared: &Shared, job: &Job, conn: Option<&mut Connection>) -> Inspect
         Ok(o) => {
             found.pin_tries = o.pin_tries_before;
             found.admin_tries = o.admin_tries;
-            found.card_id = o.card_id;
+            found.card.card_id = o.card.card_id;
             found.card_id_raw = o.card_id_raw;
         }
         Err(f) => found.error = Some(f.error),
@@ -241,10 +260,10 @@ fn inspect(shared: &Shared, job: &Job, conn: Option<&mut Connection>) -> Inspect
     found.applet = Some(applet);
     if found.error.is_none() {
         if let Some(cmd) = &shared.cfg.card_id_command {
-            match card_id_from(shared, job, cmd, found.atr.as_deref()) {
+            match card_id_from(shared, job, cmd, found.atr().as_deref()) {
                 Ok(id) => {
                     // The card's own id wins for reports; the flow checks that they agree.
-                    found.card_id = found.card_id.take().or(Some(id.to_string()));
+                    found.card.card_id = found.card.card_id.take().or(Some(id.to_string()));
                     found.card_id_given = Some(id);
                 }
                 Err(why) => {
@@ -315,7 +334,6 @@ fn trace(shared: &Shared, job: &Job) -> Trace {
 /// Decide, get the new PIN, run the flow, report. True when an admin
 /// response went to the card (the card is then reset on disconnect).
 fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection) -> bool {
-    let reader = job.reader.as_str();
     let (applet, factory) = match decide(shared, job, found) {
         Ok(f) => f,
         Err((reason, message)) => {
@@ -324,12 +342,12 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
         }
     };
     let puk_unlock = applet.unlock() == Unlock::Puk;
-    let atr = found.atr.clone().unwrap_or_default();
+    let atr = found.card.atr_hex();
     job.start(
         shared,
         What::UnblockStarted {
             atr: atr.clone(),
-            card_id: found.card_id.clone(),
+            card_id: found.card.card_id.clone(),
             profile: applet.name().to_string(),
             responder: factory.map_or("puk", |f| f.name()).to_string(),
             pin_tries: found.pin_tries,
@@ -338,25 +356,27 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
     );
 
     // The new PIN from the front end (and the PUK, for a PIV card).
-    let secrets = new_pin(shared, job, applet, &atr, found.card_id.as_deref()).and_then(|pin| {
-        let puk = if puk_unlock {
-            Some(puk(shared, job, applet, &atr, found.card_id.as_deref())?)
-        } else {
-            None
-        };
-        Ok((pin, puk))
-    });
+    let secrets =
+        new_pin(shared, job, applet, &atr, found.card.card_id.as_deref()).and_then(|pin| {
+            let puk = if puk_unlock {
+                Some(puk(
+                    shared,
+                    job,
+                    applet,
+                    &atr,
+                    found.card.card_id.as_deref(),
+                )?)
+            } else {
+                None
+            };
+            Ok((pin, puk))
+        });
     let (pin, puk) = match secrets {
         Ok(pin) => pin,
         Err(PinProblem::Removed) => {
             job.finish(
                 shared,
-                failed(
-                    &Error::card_removed(),
-                    Tries::Unknown,
-                    Tries::Unknown,
-                    None,
-                ),
+                failed(&Error::card_removed(), Tries::Unknown, Tries::Unknown, None),
             );
             return false;
         }
@@ -368,9 +388,10 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
 
     // The responder for this card, then the one unblock flow.
     let card = CardContext {
-        reader: reader.to_string(),
-        atr: conn.atr().to_vec(),
-        card_id: found.card_id.clone(),
+        info: CardInfo {
+            atr: conn.atr().to_vec(),
+            ..found.card.clone()
+        },
         ..CardContext::default()
     };
     let made = match factory {
@@ -403,7 +424,7 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
             job.finish(
                 shared,
                 What::UnblockSucceeded {
-                    card_id: out.card_id.clone(),
+                    card_id: out.card.card_id.clone(),
                     pin_tries: out.pin_tries_after,
                     admin_tries: out.admin_tries,
                     responder: out.responder.clone(),
@@ -470,10 +491,11 @@ fn decide<'a>(
             }
         }
     }
-    let atr = found.atr.clone().unwrap_or_default();
+    let atr = found.card.atr_hex();
     if !shared.cfg.retry_after_failure {
         if let Some(why) = shared.failed_before(&found.key()) {
             let id = found
+                .card
                 .card_id
                 .as_deref()
                 .map(|c| format!(", card id {c}"))
@@ -507,7 +529,7 @@ fn decide<'a>(
     let Some(factory) = shared.responders.as_deref() else {
         return Err(("no_responder", "no admin key or CM configured".into()));
     };
-    if factory.needs_card_id() && found.card_id.is_none() {
+    if factory.needs_card_id() && found.card.card_id.is_none() {
         let why = match &found.card_id_problem {
             Some(p) => format!("--card-id-command failed: {p}"),
             None => "the card profile cannot read it; give --card-id-command".to_string(),
