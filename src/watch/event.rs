@@ -418,4 +418,91 @@ mod tests {
             "1970-01-01T00:00:00.000Z skipped [Virtual PCD 00 01] reason=failed_before message=\"the card refused\""
         );
     }
+
+    /// Every event with its fields named as docs/kiosk.md's event table
+    /// names them, in its order.
+    #[test]
+    fn the_fields_are_those_of_the_documented_table() {
+        let t = Tries::Unknown;
+        let every = [
+            What::ServiceUp,
+            What::ServiceLost {
+                message: "m".into(),
+            },
+            What::ReaderAdded,
+            What::ReaderRemoved,
+            What::CardInserted {
+                atr: None,
+                pin_tries: t,
+                admin_tries: t,
+                card_id: None,
+            },
+            What::CardRemoved,
+            What::UnblockStarted {
+                atr: String::new(),
+                card_id: None,
+                profile: String::new(),
+                responder: String::new(),
+                pin_tries: t,
+                admin_tries: t,
+            },
+            What::UnblockSucceeded {
+                card_id: None,
+                pin_tries: t,
+                admin_tries: t,
+                responder: String::new(),
+                cm: None,
+                elapsed_ms: None,
+            },
+            What::UnblockFailed {
+                class: "",
+                exit_code: None,
+                message: String::new(),
+                sw: None,
+                admin_tries: t,
+                pin_tries: t,
+                hint: None,
+                cm: None,
+                elapsed_ms: None,
+            },
+            What::Skipped {
+                reason: "",
+                message: String::new(),
+            },
+        ];
+        let doc = include_str!("../../docs/kiosk.md");
+        let table = &doc[doc
+            .find("| event | fields | when |")
+            .expect("the event table")..];
+        let mut documented = Vec::new();
+        for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = row.split('|').collect();
+            // The fields cell without its parenthesised remarks, then its `names`.
+            let mut fields = String::new();
+            let mut depth = 0;
+            for c in cells[2].chars() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    c if depth == 0 => fields.push(c),
+                    _ => {}
+                }
+            }
+            let names: Vec<String> = fields
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect();
+            documented.push((cells[1].trim().trim_matches('`').to_string(), names));
+        }
+        let ours: Vec<(String, Vec<String>)> = every
+            .iter()
+            .map(|w| {
+                let names = w.fields().into_iter().map(|(n, _)| n.to_string()).collect();
+                (w.name().to_string(), names)
+            })
+            .collect();
+        assert_eq!(ours, documented);
+    }
 }
