@@ -69,17 +69,8 @@ fn exit_on_signals() {
 }
 
 fn main() -> ExitCode {
-    let config = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Parsed::Run(c)) => *c,
-        Ok(cli::Parsed::Help) => {
-            print!("{}", cli::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            note(&e);
-            return ExitCode::from(2);
-        }
-    };
+    // Usage errors and --help: clap prints and exits (2 on errors).
+    let config = cli::from_args();
     // Before any other thread exists, so that all of them inherit the blocked mask.
     exit_on_signals();
 
