@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-pub use scunblock_testkit::bins::{cmserver_bin, vcard_bin};
+pub use scunblock_testkit::bins::{cmserver_bin, holdcard_bin, vcard_bin};
 pub use scunblock_testkit::stack::{Card, VStack};
 
 /// The tests' profiles directory (tests/profiles: the virtual card's ATR

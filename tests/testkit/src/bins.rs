@@ -47,6 +47,12 @@ pub fn cmserver_bin() -> PathBuf {
     crate::or_panic(locate("scunblock-cmserver", "SCUNBLOCK_CMSERVER"))
 }
 
+/// Another PC/SC client for the fault tests (`$SCUNBLOCK_HOLDCARD`, else next to the
+/// running executable).
+pub fn holdcard_bin() -> PathBuf {
+    crate::or_panic(locate("scunblock-holdcard", "SCUNBLOCK_HOLDCARD"))
+}
+
 /// The repository: `$SCUNBLOCK_REPO`, else the one this crate was built from (it lives in
 /// tests/testkit).
 pub fn repo_dir() -> PathBuf {
