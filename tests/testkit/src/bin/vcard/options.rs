@@ -97,6 +97,7 @@ struct Cli {
     /// PUK tries left [default: --puk-max]
     #[arg(long, value_name = "N", help_heading = "Card")]
     puk_tries: Option<u32>,
+    /// PUK tries at most
     #[arg(long, value_name = "N", default_value_t = 3, help_heading = "Card")]
     puk_max: u32,
     /// PIV: not a YubiKey (GET METADATA, VERSION, SERIAL answer 6D00)
@@ -111,8 +112,10 @@ struct Cli {
     /// Admin tries left [default: --admin-max]
     #[arg(long, value_name = "N", help_heading = "Card")]
     admin_tries: Option<u32>,
+    /// Admin tries at most
     #[arg(long, value_name = "N", default_value_t = 5, help_heading = "Card")]
     admin_max: u32,
+    /// The user PIN
     #[arg(
         long,
         value_name = "ASCII",
@@ -124,6 +127,7 @@ struct Cli {
     /// PIN tries left [default: --pin-max]
     #[arg(long, value_name = "N", help_heading = "Card")]
     pin_tries: Option<u32>,
+    /// PIN tries at most
     #[arg(long, value_name = "N", default_value_t = 3, help_heading = "Card")]
     pin_max: u32,
     /// Shortest PIN RESET RETRY COUNTER accepts [default: 4]
