@@ -28,7 +28,7 @@ use pcsc::{Card, Context, Disposition, Protocols, Scope, ShareMode};
 /// it. Prints `held` once it has the card, then `released` (and `reset ok` or `reset error:
 /// ...` per reset).
 #[derive(Parser)]
-#[command(name = "scunblock-holdcard")]
+#[command(name = "scunblock-holdcard", args_override_self = true)]
 struct Options {
     /// The reader [default: the first one PC/SC lists]
     #[arg(long, value_name = "NAME")]

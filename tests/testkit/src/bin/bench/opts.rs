@@ -13,6 +13,7 @@ use crate::kiosk::monitor;
 #[derive(Parser)]
 #[command(
     name = "scunblock-bench",
+    args_override_self = true,
     after_help = "Environment: SCUNBLOCK_BIN_DIR (default: this binary's directory: scunblock, \
 scunblock-vcard, scunblock-cmserver), SCUNBLOCK_REPO (default: found from the binary's path; \
 for scripts/vstack and scripts/testca), OPENSC_TOOL (default opensc-tool), GIDS_TOOL (default \

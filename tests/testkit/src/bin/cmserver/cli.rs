@@ -26,7 +26,8 @@ a9b4b42c-cc50-4c9b-89d1-bbc0bcd5a099 always exist.";
 /// scunblock-cmserver: a MIM CM REST API test server (loopback only; for tests and
 /// benchmarks)
 #[derive(Parser)]
-#[command(name = "scunblock-cmserver", after_help = ROUTES)]
+// An option given twice takes its last value (repeatable ones collect every value).
+#[command(name = "scunblock-cmserver", after_help = ROUTES, args_override_self = true)]
 struct Cli {
     /// Prints `listening on http(s)://IP:PORT`
     #[arg(
@@ -434,6 +435,20 @@ mod tests {
         assert_eq!(c.faults.fail, [(auth, 503), (auth, 500)]);
         let c = run(&["--fail=authresponse=500", "--fail-authresponse=503"]).unwrap();
         assert_eq!(c.faults.fail, [(auth, 500), (auth, 503)]);
+    }
+
+    #[test]
+    fn an_option_given_twice_takes_its_last_value() {
+        let c = run(&[
+            "--approve-after",
+            "1",
+            "--approve-after",
+            "3",
+            "--listen=127.0.0.1:1",
+        ])
+        .unwrap();
+        assert_eq!(c.state.flow.approve_after, 3);
+        assert_eq!(c.listen, "127.0.0.1:1");
     }
 
     #[test]

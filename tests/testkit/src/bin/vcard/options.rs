@@ -34,7 +34,8 @@ pub fn default_atr(family: Family) -> &'static str {
 /// every APDU with INS XX, `XX+data` only those with a data field (e.g. `82+data` =
 /// EXTERNAL AUTHENTICATE with a cryptogram, not the query 00 82 00 00).
 #[derive(Parser)]
-#[command(name = "scunblock-vcard")]
+// As the scripts and tests expect: an option given twice takes its last value.
+#[command(name = "scunblock-vcard", args_override_self = true)]
 struct Cli {
     /// vpcd host
     #[arg(
@@ -579,6 +580,22 @@ mod tests {
         .unwrap();
         assert!(!o.persistent.gids_initialised);
         assert_eq!(o.persistent.card_id, Some([0xFF; 16]));
+    }
+
+    #[test]
+    fn an_option_given_twice_takes_its_last_value() {
+        let o = run(&[
+            "--pin-max-len",
+            "8",
+            "--pin-max-len=16",
+            "--pin",
+            "1",
+            "--pin",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(o.config.pin_max_len, 16);
+        assert_eq!(o.persistent.pin, b"2");
     }
 
     #[test]
