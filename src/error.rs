@@ -367,9 +367,3 @@ impl Error {
         }
     }
 }
-
-impl From<anyhow::Error> for Error {
-    fn from(e: anyhow::Error) -> Error {
-        Error::Unexpected(format!("{e:#}"))
-    }
-}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::cm::{cm_unblock_args, long_pin_profile, CmServer, DOCS_CARD_ID};
 use common::run::{apdus, cryptograms, secret_file, Run, GOLDEN_CHALLENGE, ZERO_KEY};
-use common::stack::{Card, VStack};
+use common::stack::{holdcard_bin, Card, VStack};
 use serde_json::Value;
 
 const PIN: &str = "Ab3$x9Qz";
@@ -886,18 +886,9 @@ fn eight_concurrent_runs_on_one_card_all_succeed() {
 
 // --- 6. a different card after a reconnect ----------------------------------------------------
 
-/// `scunblock-holdcard` (next to the scunblock binary): resets the card like another run.
+/// `scunblock-holdcard`: resets the card like another run.
 fn reset_card(stack: &VStack) {
-    let bin = Path::new(env!("CARGO_BIN_EXE_scunblock"))
-        .parent()
-        .unwrap()
-        .join("scunblock-holdcard");
-    assert!(
-        bin.is_file(),
-        "{} is missing: cargo build --workspace",
-        bin.display()
-    );
-    let mut child = Command::new(bin)
+    let mut child = Command::new(holdcard_bin())
         .args(["--reader", &stack.reader_name(0), "--mode", "reset"])
         .env("PCSCLITE_CSOCK_NAME", stack.csock())
         .stdin(Stdio::null())

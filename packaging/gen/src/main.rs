@@ -104,7 +104,10 @@ mod tests {
             .map(|s| s.get_name().to_owned())
             .collect();
         // The list the docs describe (docs/cli.md); a new one must be added there too.
-        assert_eq!(names, ["readers", "info", "unblock", "auth", "watch"]);
+        assert_eq!(
+            names,
+            ["readers", "info", "unblock", "auth", "watch", "respond"]
+        );
         names
     }
 

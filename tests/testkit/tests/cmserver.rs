@@ -3,92 +3,34 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_scunblock-cmserver");
-const API: &str = "/CertificateManagement/api/v1.0";
-const REQ: &str = "a9b4b42c-cc50-4c9b-89d1-bbc0bcd5a099";
-const SC: &str = "17cf063d-e337-4aa9-a822-346554ddd3c9";
-const CARD: &str = "bc88f13f-83ba-4037-8262-46eba1291c6e";
+use scunblock_testkit::cm::{
+    test_ca, CmServer, API_PATH as API, DOCS_CARD_ID as CARD, DOCS_REQUEST as REQ,
+    DOCS_SMARTCARD as SC,
+};
 
-struct Server {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-    _dir: TempDir,
+/// The server's `HOST:PORT`, and a plain-HTTP client connected to it.
+trait Loopback {
+    fn addr(&self) -> String;
+    fn connect(&self) -> Client<TcpStream>;
 }
 
-/// A temp dir without a dev-dependency.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "cmserver-test-{tag}-{}-{:x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let dir = TempDir::new("srv");
-        let log = dir.0.join("log.jsonl");
-        let mut child = Command::new(BIN)
-            .arg("--log")
-            .arg(&log)
-            .arg("--exit-on-stdin-eof")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        let addr = url.split("://").nth(1).unwrap().to_string();
-        Server {
-            child,
-            addr,
-            log,
-            _dir: dir,
-        }
+impl Loopback for CmServer {
+    fn addr(&self) -> String {
+        self.url
+            .split("://")
+            .nth(1)
+            .expect("the URL has a scheme")
+            .to_string()
     }
 
     fn connect(&self) -> Client<TcpStream> {
-        Client::new(TcpStream::connect(&self.addr).unwrap(), &self.addr)
-    }
-
-    fn log(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let addr = self.addr();
+        Client::new(TcpStream::connect(&addr).unwrap(), &addr)
     }
 }
 
@@ -165,7 +107,7 @@ fn docs_example_target() -> String {
 
 #[test]
 fn docs_example_over_one_kept_alive_connection() {
-    let srv = Server::start(&[]);
+    let srv = CmServer::start(&[]);
     let mut c = srv.connect();
     assert_eq!(
         c.get(&docs_example_target()),
@@ -176,7 +118,7 @@ fn docs_example_over_one_kept_alive_connection() {
         (status, body.as_str()),
         (200, r#"["renew","unblock","retire"]"#)
     );
-    let log = srv.log();
+    let log = srv.requests();
     assert_eq!(log.len(), 2);
     assert_eq!(log[0]["conn"], log[1]["conn"]);
     assert_eq!(log[1]["conn_seq"], 2);
@@ -188,7 +130,7 @@ fn docs_example_over_one_kept_alive_connection() {
     assert_eq!(log[0]["info"]["response"], "17466e766e303cb6");
     // A second connection gets another id.
     srv.connect().get(&format!("{API}/smartcards"));
-    assert_ne!(srv.log()[2]["conn"], log[0]["conn"]);
+    assert_ne!(srv.requests()[2]["conn"], log[0]["conn"]);
 }
 
 #[test]
@@ -196,7 +138,7 @@ fn unblock_flow_with_approval_after_polls() {
     let sc = "11111111-2222-3333-4444-555555555555";
     let card = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
     let key = "0102030405060708".repeat(3);
-    let srv = Server::start(&[
+    let srv = CmServer::start(&[
         "--smartcard",
         &format!("{sc}={card}"),
         "--key",
@@ -234,17 +176,17 @@ fn unblock_flow_with_approval_after_polls() {
         Some(r#"{"status":"Completed"}"#),
     );
     assert_eq!(s, 200);
-    let log = srv.log();
+    let log = srv.requests();
     assert_eq!(log.last().unwrap()["info"]["final_status"], "Completed");
     assert!(log.iter().all(|l| l["conn"] == log[0]["conn"]));
 }
 
 #[test]
 fn faults_and_hostile_input() {
-    let srv = Server::start(&["--fail-authresponse", "500"]);
+    let srv = CmServer::start(&["--fail-authresponse", "500"]);
     let (s, body) = srv.connect().get(&docs_example_target());
     assert_eq!(s, 500);
-    let id = srv.log()[0]["info"]["correlation_id"]
+    let id = srv.requests()[0]["info"]["correlation_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -253,7 +195,7 @@ fn faults_and_hostile_input() {
     // A 100 KB query: 414, and the server lives on.
     let huge = format!("{API}/smartcards?cardid={}", "a".repeat(100_000));
     assert_eq!(srv.connect().get(&huge).0, 414);
-    let mut raw = TcpStream::connect(&srv.addr).unwrap();
+    let mut raw = TcpStream::connect(srv.addr()).unwrap();
     raw.write_all(b"\x16\x03\x01\x00\xff garbage\r\n\r\n")
         .unwrap();
     let mut sink = Vec::new();
@@ -264,40 +206,20 @@ fn faults_and_hostile_input() {
 
 #[test]
 fn auth_gates() {
-    let srv = Server::start(&["--always-401"]);
+    let srv = CmServer::start(&["--always-401"]);
     assert_eq!(srv.connect().get(&format!("{API}/smartcards")).0, 401);
-    let srv = Server::start(&["--require-bearer", "t0ken"]);
+    let srv = CmServer::start(&["--require-bearer", "t0ken"]);
     assert_eq!(srv.connect().get(&format!("{API}/smartcards")).0, 401);
 }
 
 #[test]
 fn exits_cleanly_on_sigterm() {
-    let mut srv = Server::start(&[]);
-    let pid = srv.child.id() as libc::pid_t;
+    let mut srv = CmServer::start(&[]);
+    let pid = srv.child().id() as libc::pid_t;
     // SAFETY: signalling our own child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = srv.child.wait().unwrap();
+    let status = srv.child().wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
-}
-
-fn testca(dir: &Path) -> bool {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testca");
-    match Command::new("sh").arg(script).arg(dir).output() {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => panic!("testca failed: {}", String::from_utf8_lossy(&o.stderr)),
-        // The rule of tests/common/mod.rs `require`: a skip on a developer's machine, a
-        // failure in CI (`CI` set) and under scripts/test (`SCUNBLOCK_REQUIRE_ALL=1`).
-        Err(e)
-            if std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-                || std::env::var("SCUNBLOCK_REQUIRE_ALL").is_ok_and(|v| v == "1") =>
-        {
-            panic!("cannot run sh/openssl for scripts/testca: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED the https check: cannot run sh/openssl: {e}");
-            false
-        }
-    }
 }
 
 fn tls_client(ca: &Path, identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
@@ -327,48 +249,34 @@ fn tls_client(ca: &Path, identity: Option<(&Path, &Path)>) -> Arc<rustls::Client
 }
 
 fn https_get(
-    srv: &Server,
+    srv: &CmServer,
     config: Arc<rustls::ClientConfig>,
     target: &str,
 ) -> std::io::Result<(u16, String)> {
     let name = "localhost".try_into().unwrap();
     let conn = rustls::ClientConnection::new(config, name).unwrap();
-    let tls = rustls::StreamOwned::new(conn, TcpStream::connect(&srv.addr)?);
-    Client::new(tls, &srv.addr).try_call("GET", target, None)
+    let tls = rustls::StreamOwned::new(conn, TcpStream::connect(srv.addr())?);
+    Client::new(tls, &srv.addr()).try_call("GET", target, None)
 }
 
 #[test]
 fn https_and_mutual_tls() {
-    let pki = TempDir::new("pki");
-    if !testca(&pki.0) {
-        return;
-    }
-    let p = |n: &str| pki.0.join(n);
-    let s = |n: &str| p(n).to_str().unwrap().to_string();
-    let srv = Server::start(&[
-        "--tls-cert",
-        &s("server.pem"),
-        "--tls-key",
-        &s("server-key.pem"),
-    ]);
+    // A missing openssl fails the test (test_ca panics with its output), never skips it.
+    let pki = tempfile::tempdir().unwrap();
+    let ca = test_ca(pki.path());
+    let p = |n: &str| ca.dir.join(n);
+    let srv = CmServer::start_https(&ca, &[]);
     let target = format!("{API}/smartcards/{SC}/operations");
     let ok = https_get(&srv, tls_client(&p("ca.pem"), None), &target).unwrap();
     assert_eq!(ok.0, 200);
-    assert!(srv.log()[0]["tls"].as_bool().unwrap());
+    assert!(srv.requests()[0]["tls"].as_bool().unwrap());
     // A client that does not trust the server's issuer fails.
     assert!(https_get(&srv, tls_client(&p("self-signed.pem"), None), &target).is_err());
 
-    let mtls = Server::start(&[
-        "--tls-cert",
-        &s("server.pem"),
-        "--tls-key",
-        &s("server-key.pem"),
-        "--client-ca",
-        &s("ca.pem"),
-    ]);
+    let mtls = CmServer::start_https(&ca, &["--client-ca", &ca.ca_cert]);
     let with_cert = tls_client(&p("ca.pem"), Some((&p("client.pem"), &p("client-key.pem"))));
     assert_eq!(https_get(&mtls, with_cert, &target).unwrap().0, 200);
-    assert_eq!(mtls.log()[0]["client_cert"], true);
+    assert_eq!(mtls.requests()[0]["client_cert"], true);
     assert!(https_get(&mtls, tls_client(&p("ca.pem"), None), &target).is_err());
-    assert_eq!(mtls.log().len(), 1);
+    assert_eq!(mtls.requests().len(), 1);
 }

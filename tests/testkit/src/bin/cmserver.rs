@@ -37,6 +37,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use anyhow::Context as _;
+
 /// Connections served at once; more are closed at accept (a test server, not a product).
 const MAX_CONNECTIONS: usize = 512;
 
@@ -69,71 +71,49 @@ fn exit_on_signals() {
 }
 
 fn main() -> ExitCode {
-    let config = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Parsed::Run(c)) => *c,
-        Ok(cli::Parsed::Help) => {
-            print!("{}", cli::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            note(&e);
-            return ExitCode::from(2);
-        }
-    };
+    // Usage errors and --help: clap prints and exits (2 on errors).
+    let config = cli::from_args();
     // Before any other thread exists, so that all of them inherit the blocked mask.
     exit_on_signals();
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            note(&format!("{e:#}"));
+            ExitCode::from(2)
+        }
+    }
+}
 
+/// Sets up (a failure here is the error, with what was being set up as its context), then
+/// accepts connections until the process is told to exit.
+fn serve(config: cli::Config) -> anyhow::Result<()> {
     let tls = match &config.tls {
         None => None,
-        Some(t) => match tls::server_config(&t.cert, &t.key, t.client_ca.as_deref()) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                note(&format!("TLS: {e}"));
-                return ExitCode::from(2);
-            }
-        },
+        Some(t) => Some(
+            tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())
+                .map_err(anyhow::Error::msg)
+                .context("TLS")?,
+        ),
     };
     let negotiate = match &config.auth.negotiate {
         None => None,
-        Some(o) => match negotiate::Gate::new(o, config.tls.as_ref().map(|t| t.cert.as_path())) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                note(&format!("Negotiate: {e}"));
-                return ExitCode::from(2);
-            }
-        },
+        Some(o) => Some(
+            negotiate::Gate::new(o, config.tls.as_ref().map(|t| t.cert.as_path()))
+                .map_err(anyhow::Error::msg)
+                .context("Negotiate")?,
+        ),
     };
-    let log = match log::RequestLog::open(config.log.as_deref()) {
-        Ok(l) => l,
-        Err(e) => {
-            note(&format!("--log: {e}"));
-            return ExitCode::from(2);
-        }
-    };
-    let listener = match TcpListener::bind(&config.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            note(&format!("cannot listen on {}: {e}", config.listen));
-            return ExitCode::from(2);
-        }
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            note(&format!("local address: {e}"));
-            return ExitCode::from(2);
-        }
-    };
+    let log = log::RequestLog::open(config.log.as_deref()).context("--log")?;
+    let listener = TcpListener::bind(&config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr().context("local address")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Some(p) = &config.port_file {
         // Written to a temporary name and renamed: a reader never sees half a number.
         let tmp = p.with_extension("tmp");
-        if let Err(e) = std::fs::write(&tmp, format!("{}\n", addr.port()))
+        std::fs::write(&tmp, format!("{}\n", addr.port()))
             .and_then(|_| std::fs::rename(&tmp, p))
-        {
-            note(&format!("--port-file {}: {e}", p.display()));
-            return ExitCode::from(2);
-        }
+            .with_context(|| format!("--port-file {}", p.display()))?;
     }
 
     let app = Arc::new(api::App {
@@ -201,5 +181,5 @@ fn main() -> ExitCode {
             note(&format!("cannot start a connection thread: {e}"));
         }
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -20,52 +20,52 @@ use std::ffi::CString;
 use std::io::Write;
 use std::time::Duration;
 
+use anyhow::{bail, Context as _};
+use clap::{Parser, ValueEnum};
 use pcsc::{Card, Context, Disposition, Protocols, Scope, ShareMode};
 
-const USAGE: &str = "usage: scunblock-holdcard [--reader NAME] \
-[--mode exclusive|transaction|reset|disconnect-reset] [--hold SECS] [--repeat N] [--interval-ms MS]";
-
+/// Another PC/SC client for the fault tests: takes a reader's card and holds it, or resets
+/// it. Prints `held` once it has the card, then `released` (and `reset ok` or `reset error:
+/// ...` per reset).
+#[derive(Parser)]
+#[command(name = "scunblock-holdcard", args_override_self = true)]
 struct Options {
+    /// The reader [default: the first one PC/SC lists]
+    #[arg(long, value_name = "NAME")]
     reader: Option<String>,
-    mode: String,
+    /// What to do with the card
+    #[arg(long, value_enum, default_value_t = Mode::Exclusive)]
+    mode: Mode,
+    /// How long to hold the card (exclusive, transaction), in seconds (at most a day)
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
     hold: Duration,
+    /// How many resets (reset)
+    #[arg(long, value_name = "N", default_value_t = 1)]
     repeat: u32,
-    interval: Duration,
+    /// Between two resets, in ms (reset)
+    #[arg(long = "interval-ms", value_name = "MS", default_value_t = 50)]
+    interval_ms: u64,
 }
 
-fn parse() -> Result<Options, String> {
-    let mut o = Options {
-        reader: None,
-        mode: "exclusive".into(),
-        hold: Duration::from_secs(5),
-        repeat: 1,
-        interval: Duration::from_millis(50),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--reader" => o.reader = Some(value()?),
-            "--mode" => o.mode = value()?,
-            "--hold" => {
-                let s: f64 = value()?.parse().map_err(|_| "--hold: seconds")?;
-                o.hold = Duration::from_secs_f64(s.clamp(0.0, 86_400.0));
-            }
-            "--repeat" => o.repeat = value()?.parse().map_err(|_| "--repeat: a count")?,
-            "--interval-ms" => {
-                o.interval = Duration::from_millis(value()?.parse().map_err(|_| "--interval-ms")?)
-            }
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Connect SCARD_SHARE_EXCLUSIVE, hold SECS, disconnect
+    Exclusive,
+    /// Connect shared, SCardBeginTransaction, hold SECS, end it
+    Transaction,
+    /// Connect shared, then N times (every MS): SCardReconnect with SCARD_RESET_CARD; then
+    /// disconnect leaving the card
+    Reset,
+    /// Connect shared, disconnect with SCARD_RESET_CARD
+    DisconnectReset,
+}
+
+/// Seconds, clamped to 0..=one day; NaN and infinities are refused (no panic).
+fn seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() => Ok(Duration::from_secs_f64(secs.clamp(0.0, 86_400.0))),
+        _ => Err(format!("{s:?} is not a number of seconds")),
     }
-    if !["exclusive", "transaction", "reset", "disconnect-reset"].contains(&o.mode.as_str()) {
-        return Err(format!("unknown --mode {}", o.mode));
-    }
-    Ok(o)
 }
 
 fn say(line: &str) {
@@ -74,48 +74,50 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-fn connect(ctx: &Context, reader: &CString, mode: ShareMode) -> Result<Card, String> {
-    ctx.connect(reader, mode, Protocols::ANY)
-        .map_err(|e| format!("connect: {e}"))
+fn connect(ctx: &Context, reader: &CString, mode: ShareMode) -> anyhow::Result<Card> {
+    ctx.connect(reader, mode, Protocols::ANY).context("connect")
 }
 
-fn run(o: &Options) -> Result<(), String> {
-    let ctx = Context::establish(Scope::User).map_err(|e| format!("establish: {e}"))?;
+fn run(o: &Options) -> anyhow::Result<()> {
+    let ctx = Context::establish(Scope::User).context("establish")?;
     let reader = match &o.reader {
-        Some(r) => CString::new(r.as_str()).map_err(|_| "reader name has a NUL")?,
-        None => ctx
+        Some(r) => CString::new(r.as_str()).context("the reader name has a NUL")?,
+        None => match ctx
             .list_readers_owned()
-            .map_err(|e| format!("list readers: {e}"))?
+            .context("list readers")?
             .into_iter()
             .next()
-            .ok_or("no reader")?,
+        {
+            Some(r) => r,
+            None => bail!("no reader"),
+        },
     };
-    match o.mode.as_str() {
-        "exclusive" => {
+    match o.mode {
+        Mode::Exclusive => {
             let card = connect(&ctx, &reader, ShareMode::Exclusive)?;
             say("held");
             std::thread::sleep(o.hold);
             card.disconnect(Disposition::LeaveCard)
-                .map_err(|(_, e)| format!("disconnect: {e}"))?;
+                .map_err(|(_, e)| e)
+                .context("disconnect")?;
             say("released");
         }
-        "transaction" => {
+        Mode::Transaction => {
             let mut card = connect(&ctx, &reader, ShareMode::Shared)?;
-            let tx = card
-                .transaction()
-                .map_err(|e| format!("begin transaction: {e}"))?;
+            let tx = card.transaction().context("begin transaction")?;
             say("held");
             std::thread::sleep(o.hold);
             tx.end(Disposition::LeaveCard)
-                .map_err(|(_, e)| format!("end transaction: {e}"))?;
+                .map_err(|(_, e)| e)
+                .context("end transaction")?;
             say("released");
         }
-        "reset" => {
+        Mode::Reset => {
             let mut card = connect(&ctx, &reader, ShareMode::Shared)?;
             say("held");
             for k in 0..o.repeat {
                 if k > 0 {
-                    std::thread::sleep(o.interval);
+                    std::thread::sleep(Duration::from_millis(o.interval_ms));
                 }
                 match card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::ResetCard) {
                     Ok(()) => say("reset ok"),
@@ -125,7 +127,7 @@ fn run(o: &Options) -> Result<(), String> {
             let _ = card.disconnect(Disposition::LeaveCard);
             say("released");
         }
-        _ => {
+        Mode::DisconnectReset => {
             let card = connect(&ctx, &reader, ShareMode::Shared)?;
             say("held");
             match card.disconnect(Disposition::ResetCard) {
@@ -139,15 +141,10 @@ fn run(o: &Options) -> Result<(), String> {
 }
 
 fn main() {
-    let o = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("scunblock-holdcard: {e}\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    // Usage errors: clap's message and exit code 2.
+    let o = Options::parse();
     if let Err(e) = run(&o) {
-        eprintln!("scunblock-holdcard: {e}");
+        eprintln!("scunblock-holdcard: {e:#}");
         std::process::exit(1);
     }
 }

@@ -191,7 +191,7 @@ use std::time::{Duration, Instant};
 
 use card::Card;
 use link::Link;
-use options::{Options, Parsed};
+use options::Options;
 use state_file::StateFile;
 
 /// How a connection ended.
@@ -371,17 +371,8 @@ fn run() -> i32 {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
     }
-    let opts: Options = match options::parse(std::env::args().skip(1)) {
-        Ok(Parsed::Run(opts)) => *opts,
-        Ok(Parsed::Help) => {
-            println!("{}", options::USAGE);
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("scunblock-vcard: {e}\n\n{}", options::USAGE);
-            return 2;
-        }
-    };
+    // Usage errors and --help: clap prints and exits (2 on errors).
+    let opts = Options::from_args();
     let state = opts.state.as_deref().map(StateFile::new);
     let persistent = match (&state, opts.fresh_state) {
         (Some(file), false) => match file.load(opts.persistent.clone()) {

@@ -25,7 +25,13 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{die, fmt_stat, verdict, Action, Env, Proc, Row, Stack, Stat, NEW_PIN};
+use scunblock_testkit::stack::VStack;
+
+use crate::proc::Proc;
+use crate::report::verdict;
+use crate::rows::{Action, Env, Row};
+use crate::stats::{fmt_stat, Stat};
+use crate::{die, insert, or_die, start_stack, NEW_PIN};
 
 /// The GIDS example admin key (Microsoft's docs; gids-tool wants exactly 24 bytes).
 const KEY: &str = "010203040506070801020304050607080102030405060708";
@@ -38,7 +44,7 @@ pub const TOOL_RESET: &str = "gids_tool_reset";
 
 /// The GIDS stack and the commands that run against it.
 pub struct Gids {
-    stack: Stack,
+    stack: VStack,
     agent: Proc,
     tool: Proc,
     tool_reset: Proc,
@@ -48,8 +54,9 @@ impl Gids {
     /// Start the GIDS stack with its card, write the key file, build the commands.
     /// `reset_conf` is the OpenSC configuration with `disconnect_action = reset`.
     pub fn start(repo: &Path, work: &Path, env: &Env, reset_conf: &Path) -> Gids {
-        let stack = Stack::start(repo, work.join("gids"), 2);
-        stack.insert(
+        let stack = start_stack(repo, work.join("gids"), 2);
+        insert(
+            &stack,
             0,
             &[
                 "--family",
@@ -166,7 +173,7 @@ impl Gids {
             .unwrap_or_else(|e| die(e));
         // check_before's 2 runs, 3 rows per round, the run above.
         let runs = (2 + 3 * rounds + 1) as u64;
-        let card = self.stack.card_state(0);
+        let card = or_die(self.stack.try_card_state(0));
         if card["rrc"] != runs
             || card["admin_responses"] != runs
             || card["pin"] != NEW_PIN

@@ -1,15 +1,17 @@
-//! Command line. No parser crate: the options are few and all of one of two shapes
-//! (`--flag` or `--option VALUE` / `--option=VALUE`).
+//! Command line (clap: `--option VALUE` or `--option=VALUE`), and the server configuration
+//! it builds.
 
 use std::path::PathBuf;
+
+use clap::error::ErrorKind;
+use clap::{ArgMatches, CommandFactory as _, FromArgMatches as _, Parser};
 
 use crate::faults::{Faults, Malformed, Target};
 use crate::keys::{AdminKey, KeyStore};
 use crate::state::{Flow, RequestStatus, State};
 
-pub const USAGE: &str = "\
-scunblock-cmserver: a MIM CM REST API test server (loopback only; for tests and benchmarks)
-
+/// What the server serves, shown after the options in `--help`.
+const ROUTES: &str = "\
 Serves /CertificateManagement/api/v1.0 (any case):
   GET  /smartcards[?cardid=ID]            GET /smartcards/{scid}
   GET  /smartcards/{scid}/operations
@@ -19,55 +21,161 @@ Serves /CertificateManagement/api/v1.0 (any case):
   GET  /requests/{reqid}/smartcards/{scid}/diversifiedkey?cardid=[&atr=]
 The docs' example card (scid 17cf063d-e337-4aa9-a822-346554ddd3c9, card id
 bc88f13f-83ba-4037-8262-46eba1291c6e) and its approved request
-a9b4b42c-cc50-4c9b-89d1-bbc0bcd5a099 always exist.
+a9b4b42c-cc50-4c9b-89d1-bbc0bcd5a099 always exist.";
 
-Listening:
-  --listen ADDR               default 127.0.0.1:0; prints `listening on http(s)://IP:PORT`
-  --port-file FILE            also write the port number to FILE
-  --tls-cert PEM --tls-key PEM   serve https
-  --client-ca PEM             require a client certificate issued by this CA (mutual TLS)
-  --exit-on-stdin-eof         exit when stdin closes (the test harness holds the pipe)
-  --log FILE                  append one JSON line per request (`-` = stderr)
-Cards and keys:
-  --smartcard SCID=CARDID     register a smart card (repeatable)
-  --operations SCID=LIST      its operations, comma-separated (default renew,unblock,retire)
-  --default-operations LIST   operations of cards without --operations
-  --atr SCID=HEX              the Atr reported for a card
-  --request REQID=SCID        register an approved Unblock request (repeatable)
-  --key CARDID=HEX            a card's 3DES admin key, 24 or 16 bytes (repeatable)
-  --diversified-key CARDID=HEX   mark a card diversified, with this key (repeatable)
-  --default-key HEX           key for cards without --key (default 24 zero bytes)
-  --lenient                   unknown card ids/smart cards/requests are accepted (made up)
-Request flow:
-  --approve-after N           the first N GET /requests/{id} answer Pending (default 0:
-                              approved at creation)
-  --deny                      decide Denied instead of Approved
-  --status-names              Status as a name (\"Approved\") instead of a number (3)
-Faults:
-  --fail ENDPOINT=CODE        answer ENDPOINT with CODE (204 or 300-599); ENDPOINT is all or
-                              authresponse, diversifiedkey, smartcards, smartcard, operations,
-                              list-requests, create-request, get-request, put-request
-  --fail-authresponse CODE    = --fail authresponse=CODE (500 carries a correlation id)
-  --fail-times N              only the first N matching requests fail
-  --delay ENDPOINT=MS         sleep before answering ENDPOINT
-  --delay-ms MS               = --delay authresponse=MS
-  --malformed KIND            200 authenticationresponse that is broken: json (not JSON),
-                              base64 (not base64), length (7 bytes), length9 (9 bytes)
-  --wrong-response            answer challenges with a different key
-  --echo-headers CODE         answer every API request CODE (400 or 500) with the request's
-                              headers in the body (a detailed error page, a WAF, a proxy)
-  --huge-body BYTES           answer every API request 200 with a JSON string of BYTES bytes
-Authentication:
-  --require-bearer TOKEN      401 (WWW-Authenticate: Bearer) without `Authorization: Bearer TOKEN`
-  --always-401                answer everything 401 with WWW-Authenticate: Negotiate
-  --negotiate-keytab KT       require Negotiate (SPNEGO/Kerberos), verified with the service
-                              keys in KT, per connection as IIS does (replay cache next to KT)
-  --negotiate-spn SVC/HOST    accept only tickets for this service principal
-  --negotiate-per-request     no connection stays signed in (IIS authPersistSingleRequest)
-  --negotiate-channel-binding require|wrong
-                              check tls-server-end-point bindings of --tls-cert (require), or
-                              expect those of another certificate (wrong: every sign-in fails)
-";
+/// scunblock-cmserver: a MIM CM REST API test server (loopback only; for tests and
+/// benchmarks)
+#[derive(Parser)]
+// An option given twice takes its last value (repeatable ones collect every value).
+#[command(name = "scunblock-cmserver", after_help = ROUTES, args_override_self = true)]
+struct Cli {
+    /// Prints `listening on http(s)://IP:PORT`
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:0",
+        help_heading = "Listening"
+    )]
+    listen: String,
+    /// Also write the port number to FILE
+    #[arg(long, value_name = "FILE", help_heading = "Listening")]
+    port_file: Option<PathBuf>,
+    /// Serve https with this certificate (needs --tls-key)
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_key",
+        help_heading = "Listening"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_cert",
+        help_heading = "Listening"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Require a client certificate issued by this CA (mutual TLS)
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_cert",
+        help_heading = "Listening"
+    )]
+    client_ca: Option<PathBuf>,
+    /// Exit when stdin closes (the test harness holds the pipe)
+    #[arg(long, help_heading = "Listening")]
+    exit_on_stdin_eof: bool,
+    /// Append one JSON line per request (`-` = stderr)
+    #[arg(long, value_name = "FILE", help_heading = "Listening")]
+    log: Option<PathBuf>,
+
+    /// Register a smart card (repeatable)
+    #[arg(long, value_name = "SCID=CARDID", value_parser = guid_pair, help_heading = "Cards and keys")]
+    smartcard: Vec<(String, String)>,
+    /// A card's operations, comma-separated [default: renew,unblock,retire]
+    #[arg(long, value_name = "SCID=LIST", value_parser = operations, help_heading = "Cards and keys")]
+    operations: Vec<(String, Vec<String>)>,
+    /// Operations of cards without --operations
+    #[arg(long, value_name = "LIST", value_parser = ops_list, help_heading = "Cards and keys")]
+    default_operations: Option<OpsList>,
+    /// The Atr reported for a card
+    #[arg(long, value_name = "SCID=HEX", value_parser = pair, help_heading = "Cards and keys")]
+    atr: Vec<(String, String)>,
+    /// Register an approved Unblock request (repeatable)
+    #[arg(long, value_name = "REQID=SCID", value_parser = guid_pair, help_heading = "Cards and keys")]
+    request: Vec<(String, String)>,
+    /// A card's 3DES admin key, 24 or 16 bytes (repeatable)
+    #[arg(long, value_name = "CARDID=HEX", value_parser = card_key, help_heading = "Cards and keys")]
+    key: Vec<(String, AdminKey)>,
+    /// Mark a card diversified, with this key (repeatable)
+    #[arg(long, value_name = "CARDID=HEX", value_parser = card_key, help_heading = "Cards and keys")]
+    diversified_key: Vec<(String, AdminKey)>,
+    /// Key for cards without --key [default: 24 zero bytes]
+    #[arg(long, value_name = "HEX", value_parser = AdminKey::from_hex, help_heading = "Cards and keys")]
+    default_key: Option<AdminKey>,
+    /// Unknown card ids/smart cards/requests are accepted (made up)
+    #[arg(long, help_heading = "Cards and keys")]
+    lenient: bool,
+
+    /// The first N GET /requests/{id} answer Pending (0: approved at creation)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        help_heading = "Request flow"
+    )]
+    approve_after: u32,
+    /// Decide Denied instead of Approved
+    #[arg(long, help_heading = "Request flow")]
+    deny: bool,
+    /// Status as a name ("Approved") instead of a number (3)
+    #[arg(long, help_heading = "Request flow")]
+    status_names: bool,
+
+    /// Answer ENDPOINT with CODE (204 or 300-599); ENDPOINT is all or authresponse,
+    /// diversifiedkey, smartcards, smartcard, operations, list-requests, create-request,
+    /// get-request, put-request
+    #[arg(long, value_name = "ENDPOINT=CODE", value_parser = fail_rule, help_heading = "Faults")]
+    fail: Vec<(Target, u16)>,
+    /// = --fail authresponse=CODE (500 carries a correlation id)
+    #[arg(long, value_name = "CODE", value_parser = Faults::parse_code, help_heading = "Faults")]
+    fail_authresponse: Vec<u16>,
+    /// Only the first N matching requests fail
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    fail_times: Option<u32>,
+    /// Sleep before answering ENDPOINT
+    #[arg(long, value_name = "ENDPOINT=MS", value_parser = delay_rule, help_heading = "Faults")]
+    delay: Vec<(Target, u64)>,
+    /// = --delay authresponse=MS
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
+    delay_ms: Vec<u64>,
+    /// 200 authenticationresponse that is broken: json (not JSON), base64 (not base64),
+    /// length (7 bytes), length9 (9 bytes)
+    #[arg(long, value_name = "KIND", value_parser = Malformed::parse, help_heading = "Faults")]
+    malformed: Option<Malformed>,
+    /// Answer challenges with a different key
+    #[arg(long, help_heading = "Faults")]
+    wrong_response: bool,
+    /// Answer every API request CODE (400 or 500) with the request's headers in the body (a
+    /// detailed error page, a WAF, a proxy)
+    #[arg(long, value_name = "CODE", value_parser = echo_code, help_heading = "Faults")]
+    echo_headers: Option<u16>,
+    /// Answer every API request 200 with a JSON string of BYTES bytes
+    #[arg(long, value_name = "BYTES", help_heading = "Faults")]
+    huge_body: Option<usize>,
+
+    /// 401 (WWW-Authenticate: Bearer) without `Authorization: Bearer TOKEN`
+    #[arg(long, value_name = "TOKEN", help_heading = "Authentication")]
+    require_bearer: Option<String>,
+    /// Answer everything 401 with WWW-Authenticate: Negotiate
+    #[arg(long = "always-401", help_heading = "Authentication")]
+    always_401: bool,
+    /// Require Negotiate (SPNEGO/Kerberos), verified with the service keys in KT, per
+    /// connection as IIS does (replay cache next to KT)
+    #[arg(long, value_name = "KT", help_heading = "Authentication")]
+    negotiate_keytab: Option<PathBuf>,
+    /// Accept only tickets for this service principal
+    #[arg(
+        long,
+        value_name = "SVC/HOST",
+        requires = "negotiate_keytab",
+        help_heading = "Authentication"
+    )]
+    negotiate_spn: Option<String>,
+    /// No connection stays signed in (IIS authPersistSingleRequest)
+    #[arg(long, requires = "negotiate_keytab", help_heading = "Authentication")]
+    negotiate_per_request: bool,
+    /// Check tls-server-end-point bindings of --tls-cert (require), or expect those of
+    /// another certificate (wrong: every sign-in fails)
+    #[arg(long, value_name = "require|wrong", value_parser = crate::negotiate::ChannelBinding::parse, requires = "negotiate_keytab", help_heading = "Authentication")]
+    negotiate_channel_binding: Option<crate::negotiate::ChannelBinding>,
+}
+
+/// A comma-separated list (a newtype: clap reads a bare `Vec` field as repeated values).
+#[derive(Clone)]
+struct OpsList(Vec<String>);
 
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -98,253 +206,181 @@ pub struct Config {
     pub state: State,
 }
 
-pub enum Parsed {
-    Run(Box<Config>),
-    Help,
-}
-
-fn pair<'a>(opt: &str, v: &'a str) -> Result<(&'a str, &'a str), String> {
+/// `NAME=VALUE`.
+fn pair(v: &str) -> Result<(String, String), String> {
     v.split_once('=')
-        .ok_or_else(|| format!("{opt} {v:?}: expected NAME=VALUE"))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| format!("{v:?}: expected NAME=VALUE"))
 }
 
-fn guid_arg(opt: &str, v: &str) -> Result<(), String> {
-    if crate::util::is_guid(v) {
-        Ok(())
+/// `GUID=VALUE`.
+fn guid_pair(v: &str) -> Result<(String, String), String> {
+    let (id, value) = pair(v)?;
+    if crate::util::is_guid(&id) {
+        Ok((id, value))
     } else {
-        Err(format!("{opt}: {v:?} is not a GUID"))
+        Err(format!("{id:?} is not a GUID"))
     }
 }
 
-fn ops_list(v: &str) -> Vec<String> {
+fn split_ops(v: &str) -> Vec<String> {
     v.split(',')
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect()
 }
 
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut args = args.into_iter();
-    let mut listen = "127.0.0.1:0".to_string();
-    let mut port_file = None;
-    let mut log = None;
-    let (mut cert, mut key, mut client_ca) = (None, None, None);
-    let mut exit_on_stdin_eof = false;
-    let mut lenient = false;
-    let mut auth = AuthGate::default();
-    let (mut negotiate_keytab, mut negotiate_spn, mut negotiate_cb) = (None, None, None);
-    let mut negotiate_per_request = false;
-    let mut keys = KeyStore::default();
-    let mut faults = Faults::default();
-    let mut flow = Flow::default();
-    let mut default_ops = None;
-    let mut smartcards = Vec::new();
-    let mut operations = Vec::new();
-    let mut atrs = Vec::new();
-    let mut requests = Vec::new();
+fn ops_list(v: &str) -> Result<OpsList, String> {
+    Ok(OpsList(split_ops(v)))
+}
 
-    while let Some(arg) = args.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let flag = |inline: &Option<String>| match inline {
-            Some(_) => Err(format!("{name} takes no value")),
-            None => Ok(()),
-        };
-        let mut value = || -> Result<String, String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => args.next().ok_or_else(|| format!("{name} needs a value")),
-            }
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--listen" => listen = value()?,
-            "--port-file" => port_file = Some(PathBuf::from(value()?)),
-            "--log" => log = Some(PathBuf::from(value()?)),
-            "--tls-cert" => cert = Some(PathBuf::from(value()?)),
-            "--tls-key" => key = Some(PathBuf::from(value()?)),
-            "--client-ca" => client_ca = Some(PathBuf::from(value()?)),
-            "--exit-on-stdin-eof" => {
-                flag(&inline)?;
-                exit_on_stdin_eof = true
-            }
-            "--lenient" => {
-                flag(&inline)?;
-                lenient = true
-            }
-            "--key" => {
-                let v = value()?;
-                let (card, hex) = pair(&name, &v)?;
-                keys.insert(card, AdminKey::from_hex(hex)?);
-            }
-            "--diversified-key" => {
-                let v = value()?;
-                let (card, hex) = pair(&name, &v)?;
-                keys.insert_diversified(card, AdminKey::from_hex(hex)?);
-            }
-            "--default-key" => keys.set_default(AdminKey::from_hex(&value()?)?),
-            "--smartcard" => {
-                let v = value()?;
-                let (scid, card) = pair(&name, &v)?;
-                guid_arg(&name, scid)?;
-                smartcards.push((scid.to_string(), card.to_string()));
-            }
-            "--operations" => {
-                let v = value()?;
-                let (scid, list) = pair(&name, &v)?;
-                operations.push((scid.to_string(), ops_list(list)));
-            }
-            "--default-operations" => default_ops = Some(ops_list(&value()?)),
-            "--atr" => {
-                let v = value()?;
-                let (scid, atr) = pair(&name, &v)?;
-                atrs.push((scid.to_string(), atr.to_string()));
-            }
-            "--request" => {
-                let v = value()?;
-                let (reqid, scid) = pair(&name, &v)?;
-                guid_arg(&name, reqid)?;
-                requests.push((reqid.to_string(), scid.to_string()));
-            }
-            "--approve-after" => {
-                let v = value()?;
-                flow.approve_after = v
-                    .parse()
-                    .map_err(|_| format!("--approve-after {v:?}: expected a number"))?;
-            }
-            "--deny" => {
-                flag(&inline)?;
-                flow.deny = true
-            }
-            "--status-names" => {
-                flag(&inline)?;
-                flow.status_names = true
-            }
-            "--fail" => {
-                let v = value()?;
-                let (ep, code) = pair(&name, &v)?;
-                faults
-                    .fail
-                    .push((Target::parse(ep)?, Faults::parse_code(code)?));
-            }
-            "--fail-authresponse" => {
-                let code = Faults::parse_code(&value()?)?;
-                faults
-                    .fail
-                    .push((Target::One(crate::routes::Endpoint::AuthResponse), code));
-            }
-            "--fail-times" => {
-                let v = value()?;
-                faults.fail_times = Some(
-                    v.parse()
-                        .map_err(|_| format!("--fail-times {v:?}: expected a number"))?,
-                );
-            }
-            "--delay" => {
-                let v = value()?;
-                let (ep, ms) = pair(&name, &v)?;
-                let ms = ms
-                    .parse()
-                    .map_err(|_| format!("--delay {v:?}: expected milliseconds"))?;
-                faults.delay.push((Target::parse(ep)?, ms));
-            }
-            "--delay-ms" => {
-                let v = value()?;
-                let ms = v
-                    .parse()
-                    .map_err(|_| format!("--delay-ms {v:?}: expected milliseconds"))?;
-                faults
-                    .delay
-                    .push((Target::One(crate::routes::Endpoint::AuthResponse), ms));
-            }
-            "--malformed" => faults.malformed = Some(Malformed::parse(&value()?)?),
-            "--wrong-response" => {
-                flag(&inline)?;
-                faults.wrong_response = true
-            }
-            "--echo-headers" => {
-                let v = value()?;
-                match v.parse::<u16>() {
-                    Ok(c @ (400 | 500)) => faults.echo_headers = Some(c),
-                    _ => return Err(format!("--echo-headers {v:?}: expected 400 or 500")),
-                }
-            }
-            "--huge-body" => {
-                let v = value()?;
-                faults.huge_body = Some(
-                    v.parse()
-                        .map_err(|_| format!("--huge-body {v:?}: expected bytes"))?,
-                );
-            }
-            "--require-bearer" => auth.bearer = Some(value()?),
-            "--always-401" => {
-                flag(&inline)?;
-                auth.always_401 = true
-            }
-            "--negotiate-keytab" => negotiate_keytab = Some(PathBuf::from(value()?)),
-            "--negotiate-spn" => negotiate_spn = Some(value()?),
-            "--negotiate-per-request" => {
-                flag(&inline)?;
-                negotiate_per_request = true
-            }
-            "--negotiate-channel-binding" => {
-                negotiate_cb = Some(crate::negotiate::ChannelBinding::parse(&value()?)?)
-            }
-            other => return Err(format!("unknown option {other:?} (see --help)")),
-        }
+fn operations(v: &str) -> Result<(String, Vec<String>), String> {
+    let (scid, list) = pair(v)?;
+    Ok((scid, split_ops(&list)))
+}
+
+fn card_key(v: &str) -> Result<(String, AdminKey), String> {
+    let (card, hex) = pair(v)?;
+    Ok((card, AdminKey::from_hex(&hex)?))
+}
+
+fn fail_rule(v: &str) -> Result<(Target, u16), String> {
+    let (ep, code) = pair(v)?;
+    Ok((Target::parse(&ep)?, Faults::parse_code(&code)?))
+}
+
+fn delay_rule(v: &str) -> Result<(Target, u64), String> {
+    let (ep, ms) = pair(v)?;
+    let ms = ms
+        .parse()
+        .map_err(|_| format!("{v:?}: expected milliseconds"))?;
+    Ok((Target::parse(&ep)?, ms))
+}
+
+fn echo_code(v: &str) -> Result<u16, String> {
+    match v.parse::<u16>() {
+        Ok(c @ (400 | 500)) => Ok(c),
+        _ => Err(format!("{v:?}: expected 400 or 500")),
+    }
+}
+
+/// The configuration of this process; on a usage error or `--help`, clap's message and
+/// exit.
+pub fn from_args() -> Config {
+    parse(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// The configuration from `argv` (the program name first).
+pub fn parse<I, T>(argv: I) -> Result<Config, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    config(cli, &matches).map_err(|e| Cli::command().error(ErrorKind::ValueValidation, e))
+}
+
+/// `--fail` and `--fail-authresponse` rules in command-line order (for one endpoint the
+/// last rule wins, whichever option gave it).
+fn fail_rules(cli: &mut Cli, matches: &ArgMatches) -> Vec<(Target, u16)> {
+    let at = |id: &str| -> Vec<usize> { matches.indices_of(id).into_iter().flatten().collect() };
+    let auth = Target::One(crate::routes::Endpoint::AuthResponse);
+    let mut rules: Vec<(usize, (Target, u16))> = at("fail")
+        .into_iter()
+        .zip(std::mem::take(&mut cli.fail))
+        .chain(
+            at("fail_authresponse")
+                .into_iter()
+                .zip(cli.fail_authresponse.iter().map(|&code| (auth, code))),
+        )
+        .collect();
+    rules.sort_by_key(|(i, _)| *i);
+    rules.into_iter().map(|(_, rule)| rule).collect()
+}
+
+/// The rules between options that clap does not carry, and the server state they build.
+fn config(mut cli: Cli, matches: &ArgMatches) -> Result<Config, String> {
+    let mut keys = KeyStore::default();
+    for (card, key) in &cli.key {
+        keys.insert(card, *key);
+    }
+    for (card, key) in &cli.diversified_key {
+        keys.insert_diversified(card, *key);
+    }
+    if let Some(key) = cli.default_key {
+        keys.set_default(key);
     }
 
-    auth.negotiate = match (negotiate_keytab, negotiate_spn, negotiate_cb) {
-        (None, None, None) if !negotiate_per_request => None,
-        (Some(keytab), spn, channel_binding) => Some(crate::negotiate::Options {
-            keytab,
-            spn,
-            channel_binding,
-            per_request: negotiate_per_request,
-        }),
-        _ => return Err("--negotiate-* options need --negotiate-keytab".into()),
+    let auth_delay = Target::One(crate::routes::Endpoint::AuthResponse);
+    let mut faults = Faults::default();
+    faults.fail = fail_rules(&mut cli, matches);
+    faults.fail_times = cli.fail_times;
+    faults.delay = cli
+        .delay
+        .iter()
+        .copied()
+        .chain(cli.delay_ms.iter().map(|&ms| (auth_delay, ms)))
+        .collect();
+    faults.malformed = cli.malformed;
+    faults.wrong_response = cli.wrong_response;
+    faults.echo_headers = cli.echo_headers;
+    faults.huge_body = cli.huge_body;
+
+    let auth = AuthGate {
+        always_401: cli.always_401,
+        bearer: cli.require_bearer,
+        negotiate: cli
+            .negotiate_keytab
+            .map(|keytab| crate::negotiate::Options {
+                keytab,
+                spn: cli.negotiate_spn,
+                channel_binding: cli.negotiate_channel_binding,
+                per_request: cli.negotiate_per_request,
+            }),
     };
 
-    let tls = match (cert, key, client_ca) {
-        (None, None, None) => None,
-        (Some(cert), Some(key), client_ca) => Some(TlsFiles {
+    // clap checks that --tls-cert and --tls-key come together (and --client-ca with them).
+    let tls = match (cli.tls_cert, cli.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
             cert,
             key,
-            client_ca,
+            client_ca: cli.client_ca,
         }),
-        _ => {
-            return Err("--tls-cert and --tls-key go together (and --client-ca needs them)".into())
-        }
+        _ => None,
     };
 
-    let mut state = State::new(flow, default_ops);
-    for (scid, card) in &smartcards {
+    let flow = Flow {
+        approve_after: cli.approve_after,
+        deny: cli.deny,
+        status_names: cli.status_names,
+    };
+    let mut state = State::new(flow, cli.default_operations.map(|o| o.0));
+    for (scid, card) in &cli.smartcard {
         state.add_smartcard(scid, card);
     }
-    for (reqid, scid) in &requests {
+    for (reqid, scid) in &cli.request {
         state.add_request(reqid, scid, RequestStatus::Approved);
     }
-    for (scid, ops) in operations {
+    for (scid, ops) in cli.operations {
         state.set_operations(&scid, ops)?;
     }
-    for (scid, atr) in &atrs {
+    for (scid, atr) in &cli.atr {
         state.set_atr(scid, atr)?;
     }
 
-    Ok(Parsed::Run(Box::new(Config {
-        listen,
-        port_file,
-        log,
+    Ok(Config {
+        listen: cli.listen,
+        port_file: cli.port_file,
+        log: cli.log,
         tls,
-        exit_on_stdin_eof,
-        lenient,
+        exit_on_stdin_eof: cli.exit_on_stdin_eof,
+        lenient: cli.lenient,
         auth,
         keys,
         faults,
         state,
-    })))
+    })
 }
 
 #[cfg(test)]
@@ -352,10 +388,7 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str]) -> Result<Config, String> {
-        match parse(args.iter().map(|s| s.to_string()))? {
-            Parsed::Run(c) => Ok(*c),
-            Parsed::Help => Err("help".into()),
-        }
+        parse(std::iter::once(&"scunblock-cmserver").chain(args)).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -396,6 +429,29 @@ mod tests {
     }
 
     #[test]
+    fn fail_rules_keep_their_order() {
+        let auth = Target::One(crate::routes::Endpoint::AuthResponse);
+        let c = run(&["--fail-authresponse", "503", "--fail", "authresponse=500"]).unwrap();
+        assert_eq!(c.faults.fail, [(auth, 503), (auth, 500)]);
+        let c = run(&["--fail=authresponse=500", "--fail-authresponse=503"]).unwrap();
+        assert_eq!(c.faults.fail, [(auth, 500), (auth, 503)]);
+    }
+
+    #[test]
+    fn an_option_given_twice_takes_its_last_value() {
+        let c = run(&[
+            "--approve-after",
+            "1",
+            "--approve-after",
+            "3",
+            "--listen=127.0.0.1:1",
+        ])
+        .unwrap();
+        assert_eq!(c.state.flow.approve_after, 3);
+        assert_eq!(c.listen, "127.0.0.1:1");
+    }
+
+    #[test]
     fn errors() {
         assert!(run(&["--nope"]).is_err());
         assert!(run(&["--listen"]).is_err());
@@ -406,6 +462,9 @@ mod tests {
         assert!(run(&["--deny=yes"]).is_err());
         assert!(run(&["--operations", "11111111-2222-3333-4444-555555555555=x"]).is_err());
         assert!(run(&["--smartcard", "notaguid=x"]).is_err());
-        assert!(matches!(parse(["--help".to_string()]), Ok(Parsed::Help)));
+        let help = parse(["scunblock-cmserver", "--help"])
+            .err()
+            .map(|e| e.kind());
+        assert_eq!(help, Some(clap::error::ErrorKind::DisplayHelp));
     }
 }

@@ -394,11 +394,12 @@ mod tests {
 
     #[test]
     fn options_need_the_keytab() {
-        let parse = |args: &[&str]| crate::cli::parse(args.iter().map(|s| s.to_string()));
+        let parse =
+            |args: &[&str]| crate::cli::parse(std::iter::once(&"scunblock-cmserver").chain(args));
         assert!(parse(&["--negotiate-spn", "HTTP/localhost"]).is_err());
         assert!(parse(&["--negotiate-per-request"]).is_err());
         match parse(&["--negotiate-keytab", "/k", "--negotiate-per-request"]) {
-            Ok(crate::cli::Parsed::Run(c)) => {
+            Ok(c) => {
                 let o = c.auth.negotiate.expect("negotiate options");
                 assert_eq!(o.keytab, PathBuf::from("/k"));
                 assert!(o.per_request);

@@ -1,7 +1,11 @@
-//! Command line of scunblock-vcard (hand-parsed: `--opt VALUE` or `--opt=VALUE`).
+//! Command line of scunblock-vcard (clap: `--opt VALUE` or `--opt=VALUE`), and the rules
+//! between its options.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory as _, Parser};
 
 use super::card::{AdminKey, Config, Family, InsMatch, MgmtAlg, Persistent, DEFAULT_CARD_ID};
 
@@ -24,73 +28,183 @@ pub fn default_atr(family: Family) -> &'static str {
     }
 }
 
-pub const USAGE: &str = "\
-usage: scunblock-vcard [OPTIONS]
-A virtual smart card for vpcd (vsmartcard): Base CSP style (iso), GIDS, PIV or Crescendo.
+/// A virtual smart card for vpcd (vsmartcard): Base CSP style (iso), GIDS, PIV or Crescendo.
+///
+/// Options take `--opt VALUE` or `--opt=VALUE`. Fault options match APDUs by INS: `XX` is
+/// every APDU with INS XX, `XX+data` only those with a data field (e.g. `82+data` =
+/// EXTERNAL AUTHENTICATE with a cryptogram, not the query 00 82 00 00).
+#[derive(Parser)]
+// As the scripts and tests expect: an option given twice takes its last value.
+#[command(name = "scunblock-vcard", args_override_self = true)]
+struct Cli {
+    /// vpcd host
+    #[arg(
+        long,
+        value_name = "HOST",
+        default_value = "127.0.0.1",
+        help_heading = "Connection"
+    )]
+    host: String,
+    /// vpcd port (35963 = slot 0; 35964 = slot 1)
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 35963,
+        help_heading = "Connection"
+    )]
+    port: u16,
+    /// Keep trying to connect this long
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds, help_heading = "Connection")]
+    connect_timeout: Duration,
+    /// When vpcd closes the connection, reconnect (forever, every 100 ms) instead of exiting
+    #[arg(long, help_heading = "Connection")]
+    reconnect: bool,
 
-connection:
-  --host HOST             vpcd host (default 127.0.0.1)
-  --port PORT             vpcd port (default 35963 = slot 0; 35964 = slot 1)
-  --connect-timeout SECS  keep trying to connect this long (default 10)
-  --reconnect             when vpcd closes the connection, reconnect (forever, every 100 ms)
-                          instead of exiting
-card:
-  --family NAME           iso (default: the generic Base CSP dialect), gids, piv or crescendo
-                          (the card families of issue 12; see vcard.rs)
-  --atr HEX               (default per family: iso 3B 87 01 80 55 76 63 61 72 64 31,
-                          gids the TPM virtual smart card's, piv a YubiKey 5's,
-                          crescendo a C2300's)
-  --atr-after-reset HEX   answer this ATR from the first reset (or second power-on) on
-  --admin-key HEX         the admin key (PIV: 9B management key; crescendo: XAUTH key):
-                          3DES 16 or 24 bytes, AES 16/24/32 (default all zero, 24 bytes,
-                          AES-128 16, AES-256 32)
-  --mgmt-alg ALG          3des (default), aes128, aes192, aes256 (piv); 3des, aes128
-                          (crescendo)
-  --card-id HEX           16 bytes: GIDS cardid, PIV CHUID GUID
-                          (default 00112233445566778899AABBCCDDEEFF)
-  --no-card-id            GIDS: no cardid object; PIV: no CHUID
-  --gids-uninitialised    GIDS: a new card without file system or admin key, for
-                          gids-tool --initialize
-  --puk ASCII             PIV PUK (default 12345678)
-  --puk-tries N           (default: --puk-max)     --puk-max N (default 3)
-  --no-metadata           PIV: not a YubiKey (GET METADATA, VERSION, SERIAL answer 6D00)
-  --wrong-response-sw HEX PIV: the status word of a wrong 9B response (default 6982)
-  --key-ref HEX           iso: EXTERNAL AUTHENTICATE P2 (default 00)
-  --admin-tries N         (default: --admin-max)   --admin-max N (default 5)
-  --pin ASCII             (default 12345678)
-  --pin-tries N           (default: --pin-max)     --pin-max N   (default 3)
-  --pin-min N             shortest PIN RESET RETRY COUNTER accepts (default 4)
-  --pin-max-len N         longest PIN RESET RETRY COUNTER accepts (default 16)
-  --aid HEX               iso: SELECT by this AID answers 9000 (otherwise 6A82)
-  --challenge HEX         fixed challenge instead of random ones (8 bytes; AES keys 16)
-  --t0                    T=0: data only via 61xx + GET RESPONSE
-  --t0-chunk N            announce at most N bytes per 61xx (1..256, default 256)
-  --sw6c                  answer the first GET CHALLENGE with 6C08
-  --verify-empty-counts   an empty VERIFY counts as a failed PIN try
-faults (INS is XX: every APDU with INS XX, or XX+data: only those with a data field,
-        e.g. 82+data = EXTERNAL AUTHENTICATE with a cryptogram, not the query 00 82 00 00):
-  --vanish-after N        on the Nth command APDU, close the connection unprocessed, exit 0
-  --vanish-on-ins INS     on the first matching APDU, close unprocessed, exit 0
-  --vanish-after-ins INS  process the first matching APDU, then close unanswered, exit 0
-  --vanish-fin            vanish with a normal close, not a TCP reset (vpcd 0.8 gives the
-                          host an empty response either way)
-  --respond-ins INS=HEX   answer every matching APDU with exactly HEX (may be empty);
-                          repeatable
-  --apdu-time MS          take MS milliseconds over every command APDU before answering
-                          (a real card's processing time; benchmarks)
-  --delay-ins INS=MS      stall MS milliseconds on every matching APDU before processing
-                          it (the state file already lists it); repeatable
-state:
-  --state FILE            load counters/PIN/key from FILE if it exists; rewrite it
-                          (atomically) after every APDU and power event
-  --fresh-state           ignore what FILE holds (start from the options)
-  --no-apdu-log           keep the apdus/responses logs empty (counters still count): the file
-                          is rewritten per APDU, a long log makes that slower
-  --state-on-events       rewrite the file only at start and on connection and power events,
-                          not after each APDU (benchmarks: a real card's work costs the
-                          host nothing; the per-APDU rewrite is 4 system calls)
-  --quiet                 do not log every APDU on stderr
-  --help";
+    /// iso (the generic Base CSP dialect), gids, piv or crescendo (see vcard.rs)
+    #[arg(long, value_name = "NAME", default_value = "iso", value_parser = Family::parse, help_heading = "Card")]
+    family: Family,
+    /// The ATR [default per family: iso 3B 87 01 80 55 76 63 61 72 64 31, gids the TPM
+    /// virtual smart card's, piv a YubiKey 5's, crescendo a C2300's]
+    #[arg(long, value_name = "HEX", value_parser = hex_bytes, help_heading = "Card")]
+    atr: Option<Bytes>,
+    /// Answer this ATR from the first reset (or second power-on) on
+    #[arg(long, value_name = "HEX", value_parser = hex_bytes, help_heading = "Card")]
+    atr_after_reset: Option<Bytes>,
+    /// The admin key (PIV: 9B management key; crescendo: XAUTH key): 3DES 16 or 24 bytes,
+    /// AES 16/24/32 [default: all zero, 24 bytes, AES-128 16, AES-256 32]
+    #[arg(long, value_name = "HEX", value_parser = hex_bytes, help_heading = "Card")]
+    admin_key: Option<Bytes>,
+    /// 3des, aes128, aes192, aes256 (piv); 3des, aes128 (crescendo)
+    #[arg(long, value_name = "ALG", default_value = "3des", value_parser = MgmtAlg::parse, help_heading = "Card")]
+    mgmt_alg: MgmtAlg,
+    /// 16 bytes: GIDS cardid, PIV CHUID GUID [default: 00112233445566778899AABBCCDDEEFF]
+    #[arg(long, value_name = "HEX", value_parser = card_id, help_heading = "Card")]
+    card_id: Option<[u8; 16]>,
+    /// GIDS: no cardid object; PIV: no CHUID
+    #[arg(long, help_heading = "Card")]
+    no_card_id: bool,
+    /// GIDS: a new card without file system or admin key, for gids-tool --initialize
+    #[arg(long, help_heading = "Card")]
+    gids_uninitialised: bool,
+    /// PIV PUK
+    #[arg(
+        long,
+        value_name = "ASCII",
+        default_value = "12345678",
+        allow_hyphen_values = true,
+        help_heading = "Card"
+    )]
+    puk: String,
+    /// PUK tries left [default: --puk-max]
+    #[arg(long, value_name = "N", help_heading = "Card")]
+    puk_tries: Option<u32>,
+    /// PUK tries at most
+    #[arg(long, value_name = "N", default_value_t = 3, help_heading = "Card")]
+    puk_max: u32,
+    /// PIV: not a YubiKey (GET METADATA, VERSION, SERIAL answer 6D00)
+    #[arg(long, help_heading = "Card")]
+    no_metadata: bool,
+    /// PIV: the status word of a wrong 9B response [default: 6982]
+    #[arg(long, value_name = "HEX", value_parser = status_word, help_heading = "Card")]
+    wrong_response_sw: Option<u16>,
+    /// iso: EXTERNAL AUTHENTICATE P2 [default: 00]
+    #[arg(long, value_name = "HEX", value_parser = parse_byte, help_heading = "Card")]
+    key_ref: Option<u8>,
+    /// Admin tries left [default: --admin-max]
+    #[arg(long, value_name = "N", help_heading = "Card")]
+    admin_tries: Option<u32>,
+    /// Admin tries at most
+    #[arg(long, value_name = "N", default_value_t = 5, help_heading = "Card")]
+    admin_max: u32,
+    /// The user PIN
+    #[arg(
+        long,
+        value_name = "ASCII",
+        default_value = "12345678",
+        allow_hyphen_values = true,
+        help_heading = "Card"
+    )]
+    pin: String,
+    /// PIN tries left [default: --pin-max]
+    #[arg(long, value_name = "N", help_heading = "Card")]
+    pin_tries: Option<u32>,
+    /// PIN tries at most
+    #[arg(long, value_name = "N", default_value_t = 3, help_heading = "Card")]
+    pin_max: u32,
+    /// Shortest PIN RESET RETRY COUNTER accepts [default: 4]
+    #[arg(long, value_name = "N", help_heading = "Card")]
+    pin_min: Option<usize>,
+    /// Longest PIN RESET RETRY COUNTER accepts [default: 16]
+    #[arg(long, value_name = "N", help_heading = "Card")]
+    pin_max_len: Option<usize>,
+    /// iso: SELECT by this AID answers 9000 (otherwise 6A82)
+    #[arg(long, value_name = "HEX", value_parser = hex_bytes, help_heading = "Card")]
+    aid: Option<Bytes>,
+    /// Fixed challenge instead of random ones (8 bytes; AES keys 16)
+    #[arg(long, value_name = "HEX", value_parser = hex_bytes, help_heading = "Card")]
+    challenge: Option<Bytes>,
+    /// T=0: data only via 61xx + GET RESPONSE
+    #[arg(long, help_heading = "Card")]
+    t0: bool,
+    /// Announce at most N bytes per 61xx (1..256; implies --t0) [default: 256]
+    #[arg(long, value_name = "N", help_heading = "Card")]
+    t0_chunk: Option<usize>,
+    /// Answer the first GET CHALLENGE with 6C08
+    #[arg(long, help_heading = "Card")]
+    sw6c: bool,
+    /// An empty VERIFY counts as a failed PIN try
+    #[arg(long, help_heading = "Card")]
+    verify_empty_counts: bool,
+
+    /// On the Nth command APDU, close the connection unprocessed, exit 0
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    vanish_after: Option<u64>,
+    /// On the first matching APDU, close unprocessed, exit 0
+    #[arg(long, value_name = "INS", value_parser = parse_ins, help_heading = "Faults")]
+    vanish_on_ins: Option<InsMatch>,
+    /// Process the first matching APDU, then close unanswered, exit 0
+    #[arg(long, value_name = "INS", value_parser = parse_ins, help_heading = "Faults")]
+    vanish_after_ins: Option<InsMatch>,
+    /// Vanish with a normal close, not a TCP reset (vpcd 0.8 gives the host an empty
+    /// response either way)
+    #[arg(long, help_heading = "Faults")]
+    vanish_fin: bool,
+    /// Answer every matching APDU with exactly HEX (may be empty); repeatable
+    #[arg(long, value_name = "INS=HEX", value_parser = respond_ins, help_heading = "Faults")]
+    respond_ins: Vec<(InsMatch, Vec<u8>)>,
+    /// Take MS milliseconds over every command APDU before answering (a real card's
+    /// processing time; benchmarks)
+    #[arg(long, value_name = "MS", default_value_t = 0, help_heading = "Faults")]
+    apdu_time: u64,
+    /// Stall MS milliseconds on every matching APDU before processing it (the state file
+    /// already lists it); repeatable
+    #[arg(long, value_name = "INS=MS", value_parser = delay_ins, help_heading = "Faults")]
+    delay_ins: Vec<(InsMatch, Duration)>,
+
+    /// Load counters/PIN/key from FILE if it exists; rewrite it (atomically) after every
+    /// APDU and power event
+    #[arg(long, value_name = "FILE", help_heading = "State")]
+    state: Option<PathBuf>,
+    /// Ignore what FILE holds (start from the options)
+    #[arg(long, help_heading = "State")]
+    fresh_state: bool,
+    /// Keep the apdus/responses logs empty (counters still count): the file is rewritten per
+    /// APDU, a long log makes that slower
+    #[arg(long, help_heading = "State")]
+    no_apdu_log: bool,
+    /// Rewrite the file only at start and on connection and power events, not after each
+    /// APDU (benchmarks: a real card's work costs the host nothing; the per-APDU rewrite is
+    /// 4 system calls)
+    #[arg(long, help_heading = "State")]
+    state_on_events: bool,
+    /// Do not log every APDU on stderr
+    #[arg(long, help_heading = "State")]
+    quiet: bool,
+}
+
+/// Bytes from hex (a newtype: clap reads a bare `Vec<u8>` field as repeated values).
+#[derive(Clone)]
+struct Bytes(Vec<u8>);
 
 pub struct Options {
     pub host: String,
@@ -116,11 +230,6 @@ pub struct Options {
     pub save_per_apdu: bool,
 }
 
-pub enum Parsed {
-    Run(Box<Options>),
-    Help,
-}
-
 /// Hex with optional spaces or colons between bytes.
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     let clean: String = s
@@ -141,215 +250,182 @@ fn parse_ins(s: &str) -> Result<InsMatch, String> {
     InsMatch::parse(s, parse_byte)
 }
 
-fn parse_num<T: std::str::FromStr>(name: &str, s: &str) -> Result<T, String> {
-    s.parse()
-        .map_err(|_| format!("{name}: not a number: {s:?}"))
+fn hex_bytes(s: &str) -> Result<Bytes, String> {
+    parse_hex(s).map(Bytes)
 }
 
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> {
-    let mut host = "127.0.0.1".to_string();
-    let mut port = 35963u16;
-    let mut connect_timeout = 10.0f64;
-    let mut reconnect = false;
-    let mut atr = None;
-    let mut atr_after_reset = None;
-    let mut config = Config::default();
-    let mut admin_key = None;
-    let mut mgmt_alg = MgmtAlg::Tdes;
-    let mut card_id = Some(DEFAULT_CARD_ID);
-    let mut gids_initialised = true;
-    let mut puk = b"12345678".to_vec();
-    let (mut puk_tries, mut puk_max) = (None, 3u32);
-    let mut pin = b"12345678".to_vec();
-    let (mut pin_tries, mut pin_max) = (None, 3u32);
-    let (mut admin_tries, mut admin_max) = (None, 5u32);
-    let mut vanish_after = None;
-    let mut vanish_on_ins = None;
-    let mut vanish_after_ins = None;
-    let mut vanish_fin = false;
-    let mut delay_ins = Vec::new();
-    let mut apdu_time = Duration::ZERO;
-    let mut state = None;
-    let mut fresh_state = false;
-    let mut quiet = false;
-    let mut save_per_apdu = true;
+fn card_id(s: &str) -> Result<[u8; 16], String> {
+    parse_hex(s)?
+        .try_into()
+        .map_err(|_| "must be 16 bytes".to_string())
+}
 
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
+fn status_word(s: &str) -> Result<u16, String> {
+    match parse_hex(s)?.as_slice() {
+        [a, b] => Ok(u16::from_be_bytes([*a, *b])),
+        _ => Err("must be 2 bytes".into()),
+    }
+}
+
+/// `INS=HEX` (HEX may be empty).
+fn respond_ins(s: &str) -> Result<(InsMatch, Vec<u8>), String> {
+    let (ins, raw) = s
+        .split_once('=')
+        .ok_or_else(|| format!("wants XX=HEX, got {s:?}"))?;
+    Ok((parse_ins(ins)?, parse_hex(raw)?))
+}
+
+/// `INS=MS`.
+fn delay_ins(s: &str) -> Result<(InsMatch, Duration), String> {
+    let (ins, ms) = s
+        .split_once('=')
+        .ok_or_else(|| format!("wants XX=MS, got {s:?}"))?;
+    let ms: u64 = ms
+        .parse()
+        .map_err(|_| format!("not a number of ms: {ms:?}"))?;
+    Ok((parse_ins(ins)?, Duration::from_millis(ms)))
+}
+
+/// Seconds, at least 0 (NaN and infinities refused: no panic), at most 1e9.
+fn seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs >= 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs.min(1e9))),
+        _ => Err(format!("must be a number of seconds >= 0, got {s:?}")),
+    }
+}
+
+impl Options {
+    /// The options of this process; on a usage error or `--help`, clap's message and exit.
+    pub fn from_args() -> Options {
+        let cli = Cli::parse();
+        Options::try_from(cli)
+            .unwrap_or_else(|e| Cli::command().error(ErrorKind::ValueValidation, e).exit())
+    }
+}
+
+/// The options from `args` (without the program name), every error as text.
+#[cfg(test)]
+fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String> {
+    let argv = std::iter::once("scunblock-vcard".to_string()).chain(args);
+    Options::try_from(Cli::try_parse_from(argv).map_err(|e| e.to_string())?)
+}
+
+/// The rules between options, and the defaults that depend on other options.
+impl TryFrom<Cli> for Options {
+    type Error = String;
+
+    fn try_from(cli: Cli) -> Result<Options, String> {
+        let defaults = Config::default();
+        let config = Config {
+            family: cli.family,
+            key_ref: cli.key_ref.unwrap_or(defaults.key_ref),
+            aid: cli.aid.map(|b| b.0),
+            fixed_challenge: cli.challenge.map(|b| b.0),
+            t0: cli.t0 || cli.t0_chunk.is_some(),
+            t0_chunk: cli.t0_chunk.unwrap_or(defaults.t0_chunk),
+            sw6c: cli.sw6c,
+            verify_empty_counts: cli.verify_empty_counts,
+            pin_min: cli.pin_min.unwrap_or(defaults.pin_min),
+            pin_max_len: cli.pin_max_len.unwrap_or(defaults.pin_max_len),
+            respond_ins: cli.respond_ins,
+            log_apdus: !cli.no_apdu_log,
+            wrong_response_sw: cli.wrong_response_sw.unwrap_or(defaults.wrong_response_sw),
+            metadata: !cli.no_metadata,
         };
-        let mut value = || -> Result<String, String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => args.next().ok_or_else(|| format!("{name} needs a value")),
-            }
+        let family = config.family;
+        let mgmt_alg = cli.mgmt_alg;
+        let atr = match cli.atr {
+            Some(atr) => atr.0,
+            None => parse_hex(default_atr(family))?,
         };
-        match name.as_str() {
-            "--help" | "-h" => return Ok(Parsed::Help),
-            "--host" => host = value()?,
-            "--port" => port = parse_num(&name, &value()?)?,
-            "--connect-timeout" => connect_timeout = parse_num(&name, &value()?)?,
-            "--reconnect" => reconnect = true,
-            "--family" => config.family = Family::parse(&value()?)?,
-            "--atr" => atr = Some(parse_hex(&value()?)?),
-            "--atr-after-reset" => atr_after_reset = Some(parse_hex(&value()?)?),
-            "--admin-key" => admin_key = Some(parse_hex(&value()?)?),
-            "--mgmt-alg" => mgmt_alg = MgmtAlg::parse(&value()?)?,
-            "--card-id" => {
-                let id = parse_hex(&value()?)?;
-                card_id = Some(
-                    id.try_into()
-                        .map_err(|_| "--card-id must be 16 bytes".to_string())?,
-                );
-            }
-            "--no-card-id" => card_id = None,
-            "--gids-uninitialised" => gids_initialised = false,
-            "--puk" => puk = value()?.into_bytes(),
-            "--puk-tries" => puk_tries = Some(parse_num(&name, &value()?)?),
-            "--puk-max" => puk_max = parse_num(&name, &value()?)?,
-            "--no-metadata" => config.metadata = false,
-            "--wrong-response-sw" => {
-                let v = parse_hex(&value()?)?;
-                config.wrong_response_sw = match v.as_slice() {
-                    [a, b] => u16::from_be_bytes([*a, *b]),
-                    _ => return Err("--wrong-response-sw must be 2 bytes".into()),
-                };
-            }
-            "--key-ref" => config.key_ref = parse_byte(&value()?)?,
-            "--admin-tries" => admin_tries = Some(parse_num(&name, &value()?)?),
-            "--admin-max" => admin_max = parse_num(&name, &value()?)?,
-            "--pin" => pin = value()?.into_bytes(),
-            "--pin-tries" => pin_tries = Some(parse_num(&name, &value()?)?),
-            "--pin-max" => pin_max = parse_num(&name, &value()?)?,
-            "--pin-min" => config.pin_min = parse_num(&name, &value()?)?,
-            "--pin-max-len" => config.pin_max_len = parse_num(&name, &value()?)?,
-            "--aid" => config.aid = Some(parse_hex(&value()?)?),
-            "--challenge" => config.fixed_challenge = Some(parse_hex(&value()?)?),
-            "--t0" => config.t0 = true,
-            "--t0-chunk" => {
-                config.t0 = true;
-                config.t0_chunk = parse_num(&name, &value()?)?;
-            }
-            "--sw6c" => config.sw6c = true,
-            "--verify-empty-counts" => config.verify_empty_counts = true,
-            "--vanish-after" => vanish_after = Some(parse_num(&name, &value()?)?),
-            "--vanish-on-ins" => vanish_on_ins = Some(parse_ins(&value()?)?),
-            "--vanish-after-ins" => vanish_after_ins = Some(parse_ins(&value()?)?),
-            "--vanish-fin" => vanish_fin = true,
-            "--respond-ins" => {
-                let v = value()?;
-                let (ins, raw) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("--respond-ins wants XX=HEX, got {v:?}"))?;
-                config.respond_ins.push((parse_ins(ins)?, parse_hex(raw)?));
-            }
-            "--delay-ins" => {
-                let v = value()?;
-                let (ins, ms) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("--delay-ins wants XX=MS, got {v:?}"))?;
-                let ms: u64 = parse_num(&name, ms)?;
-                delay_ins.push((parse_ins(ins)?, Duration::from_millis(ms)));
-            }
-            "--apdu-time" => apdu_time = Duration::from_millis(parse_num(&name, &value()?)?),
-            "--state" => state = Some(PathBuf::from(value()?)),
-            "--fresh-state" => fresh_state = true,
-            "--no-apdu-log" => config.log_apdus = false,
-            "--quiet" => quiet = true,
-            "--state-on-events" => save_per_apdu = false,
-            _ => return Err(format!("unknown argument {arg:?}")),
+        if !(1..=33).contains(&atr.len()) {
+            return Err(format!("--atr must be 1..33 bytes, got {}", atr.len()));
         }
-    }
-
-    let family = config.family;
-    let atr = match atr {
-        Some(atr) => atr,
-        None => parse_hex(default_atr(family))?,
-    };
-    if !(1..=33).contains(&atr.len()) {
-        return Err(format!("--atr must be 1..33 bytes, got {}", atr.len()));
-    }
-    if !(1..=256).contains(&config.t0_chunk) {
-        return Err("--t0-chunk must be 1..256".into());
-    }
-    if config.pin_min > config.pin_max_len {
-        return Err("--pin-min is larger than --pin-max-len".into());
-    }
-    let admin_tries = admin_tries.unwrap_or(admin_max);
-    let pin_tries = pin_tries.unwrap_or(pin_max);
-    if admin_tries > admin_max {
-        return Err(format!(
-            "--admin-tries {admin_tries} > --admin-max {admin_max}"
-        ));
-    }
-    if pin_tries > pin_max {
-        return Err(format!("--pin-tries {pin_tries} > --pin-max {pin_max}"));
-    }
-    let puk_tries = puk_tries.unwrap_or(puk_max);
-    if puk_tries > puk_max {
-        return Err(format!("--puk-tries {puk_tries} > --puk-max {puk_max}"));
-    }
-    let alg_fits = match family {
-        Family::Piv => true,
-        Family::Crescendo => super::crescendo::alg_supported(mgmt_alg),
-        Family::Iso | Family::Gids => mgmt_alg == MgmtAlg::Tdes,
-    };
-    if !alg_fits {
-        return Err(format!(
-            "--mgmt-alg {} does not fit --family {}",
-            mgmt_alg.name(),
-            family.name()
-        ));
-    }
-    let admin_key = admin_key.unwrap_or_else(|| vec![0; mgmt_alg.zero_key_len()]);
-    let admin_key =
-        AdminKey::with_alg(mgmt_alg, admin_key).map_err(|e| format!("--admin-key: {e}"))?;
-    if let Some(c) = &config.fixed_challenge {
-        if c.len() != mgmt_alg.block_len() {
+        if !(1..=256).contains(&config.t0_chunk) {
+            return Err("--t0-chunk must be 1..256".into());
+        }
+        if config.pin_min > config.pin_max_len {
+            return Err("--pin-min is larger than --pin-max-len".into());
+        }
+        let (admin_max, pin_max, puk_max) = (cli.admin_max, cli.pin_max, cli.puk_max);
+        let admin_tries = cli.admin_tries.unwrap_or(admin_max);
+        let pin_tries = cli.pin_tries.unwrap_or(pin_max);
+        if admin_tries > admin_max {
             return Err(format!(
-                "--challenge must be {} bytes for a {} key",
-                mgmt_alg.block_len(),
-                mgmt_alg.name()
+                "--admin-tries {admin_tries} > --admin-max {admin_max}"
             ));
         }
+        if pin_tries > pin_max {
+            return Err(format!("--pin-tries {pin_tries} > --pin-max {pin_max}"));
+        }
+        let puk_tries = cli.puk_tries.unwrap_or(puk_max);
+        if puk_tries > puk_max {
+            return Err(format!("--puk-tries {puk_tries} > --puk-max {puk_max}"));
+        }
+        let alg_fits = match family {
+            Family::Piv => true,
+            Family::Crescendo => super::crescendo::alg_supported(mgmt_alg),
+            Family::Iso | Family::Gids => mgmt_alg == MgmtAlg::Tdes,
+        };
+        if !alg_fits {
+            return Err(format!(
+                "--mgmt-alg {} does not fit --family {}",
+                mgmt_alg.name(),
+                family.name()
+            ));
+        }
+        let admin_key = cli
+            .admin_key
+            .map_or_else(|| vec![0; mgmt_alg.zero_key_len()], |b| b.0);
+        let admin_key =
+            AdminKey::with_alg(mgmt_alg, admin_key).map_err(|e| format!("--admin-key: {e}"))?;
+        if let Some(c) = &config.fixed_challenge {
+            if c.len() != mgmt_alg.block_len() {
+                return Err(format!(
+                    "--challenge must be {} bytes for a {} key",
+                    mgmt_alg.block_len(),
+                    mgmt_alg.name()
+                ));
+            }
+        }
+        let card_id = if cli.no_card_id {
+            None
+        } else {
+            Some(cli.card_id.unwrap_or(DEFAULT_CARD_ID))
+        };
+        Ok(Options {
+            host: cli.host,
+            port: cli.port,
+            connect_timeout: cli.connect_timeout,
+            reconnect: cli.reconnect,
+            atr,
+            atr_after_reset: cli.atr_after_reset.map(|b| b.0),
+            config,
+            persistent: Persistent {
+                admin_key,
+                admin_tries,
+                admin_max,
+                pin: cli.pin.into_bytes(),
+                pin_tries,
+                pin_max,
+                card_id,
+                puk: cli.puk.into_bytes(),
+                puk_tries,
+                puk_max,
+                gids_initialised: !cli.gids_uninitialised,
+            },
+            vanish_after: cli.vanish_after,
+            vanish_on_ins: cli.vanish_on_ins,
+            vanish_after_ins: cli.vanish_after_ins,
+            vanish_fin: cli.vanish_fin,
+            delay_ins: cli.delay_ins,
+            apdu_time: Duration::from_millis(cli.apdu_time),
+            state: cli.state,
+            fresh_state: cli.fresh_state,
+            quiet: cli.quiet,
+            save_per_apdu: !cli.state_on_events,
+        })
     }
-    if connect_timeout.is_nan() || connect_timeout < 0.0 {
-        return Err("--connect-timeout must be >= 0".into());
-    }
-    Ok(Parsed::Run(Box::new(Options {
-        host,
-        port,
-        connect_timeout: Duration::from_secs_f64(connect_timeout.min(1e9)),
-        reconnect,
-        atr,
-        atr_after_reset,
-        config,
-        persistent: Persistent {
-            admin_key,
-            admin_tries,
-            admin_max,
-            pin,
-            pin_tries,
-            pin_max,
-            card_id,
-            puk,
-            puk_tries,
-            puk_max,
-            gids_initialised,
-        },
-        vanish_after,
-        vanish_on_ins,
-        vanish_after_ins,
-        vanish_fin,
-        delay_ins,
-        apdu_time,
-        state,
-        fresh_state,
-        quiet,
-        save_per_apdu,
-    })))
 }
 
 #[cfg(test)]
@@ -357,10 +433,7 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str]) -> Result<Options, String> {
-        match parse(args.iter().map(|s| s.to_string()))? {
-            Parsed::Run(o) => Ok(*o),
-            Parsed::Help => Err("help".into()),
-        }
+        parse(args.iter().map(|s| s.to_string()))
     }
 
     #[test]
@@ -507,6 +580,22 @@ mod tests {
         .unwrap();
         assert!(!o.persistent.gids_initialised);
         assert_eq!(o.persistent.card_id, Some([0xFF; 16]));
+    }
+
+    #[test]
+    fn an_option_given_twice_takes_its_last_value() {
+        let o = run(&[
+            "--pin-max-len",
+            "8",
+            "--pin-max-len=16",
+            "--pin",
+            "1",
+            "--pin",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(o.config.pin_max_len, 16);
+        assert_eq!(o.persistent.pin, b"2");
     }
 
     #[test]
