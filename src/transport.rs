@@ -154,6 +154,25 @@ mod tests {
     }
 
     #[test]
+    fn trace_lines_are_made_only_when_tracing() {
+        let made = std::cell::Cell::new(0);
+        Trace::off().line(|| {
+            made.set(made.get() + 1);
+            String::new()
+        });
+        assert_eq!(made.get(), 0, "a line was formatted with the trace off");
+        let on = Trace {
+            enabled: true,
+            prefix: String::new(),
+        };
+        on.line(|| {
+            made.set(made.get() + 1);
+            "unit test trace line".into()
+        });
+        assert_eq!(made.get(), 1);
+    }
+
+    #[test]
     fn follows_61xx_with_get_response() {
         let mut t = ScriptedTransport::new()
             .expect("0084000008", "6108")
