@@ -1,7 +1,7 @@
 //! PC/SC: the service, the readers, choosing one, and the connection whose
 //! transactions the flow runs in.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::time::{Duration, Instant};
 
 use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
@@ -114,8 +114,19 @@ pub fn list(ctx: &Context) -> Result<Vec<ReaderInfo>, Error> {
 }
 
 /// The readers' names, in PC/SC order.
+///
+/// One `SCardListReaders` into a buffer that holds pcsc-lite's most (16 readers of up to
+/// 128 bytes): `list_readers_owned` asks for the length first, which costs pcsc-lite a
+/// second request to pcscd on every run (docs/performance.md). A longer list (other
+/// PC/SC stacks) falls back to that.
 fn names(ctx: &Context) -> Result<Vec<CString>, Error> {
-    match ctx.list_readers_owned() {
+    let mut buf = [0u8; 4096];
+    let result = match ctx.list_readers(&mut buf) {
+        Ok(n) => Ok(n.map(CStr::to_owned).collect()),
+        Err(pcsc::Error::InsufficientBuffer) => ctx.list_readers_owned(),
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(n) => Ok(n),
         Err(pcsc::Error::NoReadersAvailable) => Ok(vec![]),
         Err(e) => Err(map_service_error(e, "list the readers of")),
@@ -308,6 +319,10 @@ pub struct Connection {
     wait: Duration,
     /// Reconnects made so far (after another process reset the card).
     reconnects: u32,
+    /// The receive buffer of every transaction on this connection (an extended APDU's
+    /// answer fits), zeroed once when the connection opens rather than once per
+    /// transaction: a run has two (the family's detection, then the flow).
+    buf: Vec<u8>,
 }
 
 impl Connection {
@@ -372,6 +387,7 @@ impl Connection {
             reader: reader.to_string(),
             atr,
             wait,
+            buf: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
             reconnects: 0,
         })
     }
@@ -408,7 +424,7 @@ impl Connection {
                 Ok(tx) => {
                     let mut t = PcscTransport {
                         tx: &tx,
-                        buf: vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+                        buf: &mut self.buf,
                         only_reads: true,
                         reset: false,
                     };
@@ -486,8 +502,8 @@ impl Connection {
 
 struct PcscTransport<'a, 'tx> {
     tx: &'a pcsc::Transaction<'tx>,
-    /// The receive buffer, zeroed once per transaction rather than per APDU.
-    buf: Vec<u8>,
+    /// The connection's receive buffer ([`Connection::buf`]).
+    buf: &'a mut [u8],
     /// Every command the card received in this transaction only read ([`is_read_only`]).
     only_reads: bool,
     /// A command failed because another process reset the card.
@@ -516,7 +532,7 @@ fn is_read_only(apdu: &[u8]) -> bool {
 
 impl Transport for PcscTransport<'_, '_> {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error> {
-        let resp = match self.tx.transmit(apdu, &mut self.buf) {
+        let resp = match self.tx.transmit(apdu, &mut *self.buf) {
             Ok(r) => r.to_vec(),
             Err(e) => {
                 // pcsc-lite refuses a transmit after another process's reset with either

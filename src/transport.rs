@@ -30,9 +30,11 @@ impl Trace {
         Trace::default()
     }
 
-    fn line(&self, s: &str) {
+    /// `line` runs only when tracing is on: formatting every APDU and answer in hex for
+    /// nothing was a measurable share of a local-key unblock (docs/performance.md).
+    fn line(&self, line: impl FnOnce() -> String) {
         if self.enabled {
-            crate::log::trace_line(&self.prefix, s);
+            crate::log::trace_line(&self.prefix, &line());
         }
     }
 }
@@ -105,15 +107,13 @@ impl<'t> Channel<'t> {
     }
 
     fn exchange(&mut self, cmd: &Command) -> Result<Response, Error> {
-        self.trace.line(&format!("> {}", cmd.trace()));
+        self.trace.line(|| format!("> {}", cmd.trace()));
         let started = Instant::now();
         self.sent += 1;
         let raw = self.transport.transmit(&cmd.to_bytes())?;
         let Some(resp) = Response::from_bytes(&raw) else {
-            self.trace.line(&format!(
-                "< {} (no status word)",
-                crate::apdu::spaced_hex(&raw)
-            ));
+            self.trace
+                .line(|| format!("< {} (no status word)", crate::apdu::spaced_hex(&raw)));
             return Err(Error::protocol(format!(
                 "the card answered {} byte(s) to {:02X} {:02X}: a response needs at least a status word",
                 raw.len(),
@@ -121,11 +121,13 @@ impl<'t> Channel<'t> {
                 cmd.ins
             )));
         };
-        self.trace.line(&format!(
-            "< {}  [{:.1} ms]",
-            resp.trace(),
-            started.elapsed().as_secs_f64() * 1000.0
-        ));
+        self.trace.line(|| {
+            format!(
+                "< {}  [{:.1} ms]",
+                resp.trace(),
+                started.elapsed().as_secs_f64() * 1000.0
+            )
+        });
         Ok(resp)
     }
 }
@@ -149,6 +151,25 @@ mod tests {
 
     fn challenge_cmd() -> Command {
         Command::new(0, ins::GET_CHALLENGE, 0, 0).le(8)
+    }
+
+    #[test]
+    fn trace_lines_are_made_only_when_tracing() {
+        let made = std::cell::Cell::new(0);
+        Trace::off().line(|| {
+            made.set(made.get() + 1);
+            String::new()
+        });
+        assert_eq!(made.get(), 0, "a line was formatted with the trace off");
+        let on = Trace {
+            enabled: true,
+            prefix: String::new(),
+        };
+        on.line(|| {
+            made.set(made.get() + 1);
+            "unit test trace line".into()
+        });
+        assert_eq!(made.get(), 1);
     }
 
     #[test]
