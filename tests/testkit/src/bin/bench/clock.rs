@@ -1,7 +1,7 @@
 //! Clocks and times: the monotonic clock the kiosk and its monitor share, the
 //! events' time of day, and the report's date.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// `HH:MM:SS.mmm` of an RFC 3339 time, in ms since midnight.
 pub fn time_of_day_ms(s: &str) -> Option<f64> {
@@ -28,24 +28,9 @@ pub fn ms_between(a: u64, b: u64) -> f64 {
     (b as f64 - a as f64) / 1e6
 }
 
+/// The report's date: `YYYY-MM-DD HH:MM UTC`.
 pub fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    // humantime writes `YYYY-MM-DDTHH:MM:SSZ`; the report wants minutes.
+    let t = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    format!("{} {} UTC", &t[..10], &t[11..16])
 }
