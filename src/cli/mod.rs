@@ -82,7 +82,7 @@ fn parse(args: &[std::ffi::OsString]) -> Result<args::Cli, u8> {
     for w in words {
         json |= w == "--json";
         if command == "scunblock" {
-            if let Some(c) = ["readers", "info", "unblock", "auth", "watch"]
+            if let Some(c) = ["readers", "info", "unblock", "auth", "watch", "respond"]
                 .into_iter()
                 .find(|c| *c == w)
             {
