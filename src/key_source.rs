@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::admin_key::{AdminKey, Challenge, Cryptogram, KeyAlg};
 use crate::error::Error;
-use crate::pkcs11::{Pkcs11Config, Pkcs11Key, Pkcs11Responder, Sessions, TokenPin};
+use crate::pkcs11::{AskPin, Pkcs11Config, Pkcs11Key, Pkcs11Responder, Sessions, TokenPin};
 use crate::responder::{CardContext, LocalKey, Manual, Responder};
 use crate::secret::{self, Source};
 
@@ -177,11 +177,14 @@ impl KeySource {
     }
 
     /// Build, once, what makes each card's responder: every secret is read,
-    /// the key loaded or the token logged in to, before any card.
+    /// the key loaded or the token logged in to, before any card. `ask`: how
+    /// to ask a person for a token PIN that was not given (the CLI's terminal
+    /// prompt); `watch` runs unattended and never asks.
     pub fn factory(
         &self,
         purpose: Use,
         cm: CmBuilder<'_>,
+        ask: Option<AskPin<'_>>,
     ) -> Result<Arc<dyn ResponderFactory>, Error> {
         match self {
             KeySource::Key {
@@ -220,11 +223,11 @@ impl KeySource {
                 if let Some(pin) = &pin {
                     crate::scrub::register_pin(pin);
                 }
-                let (sessions, prompt) = match purpose {
-                    Use::Watch => (Sessions::PerCard, false),
-                    _ => (Sessions::One, pin.is_none()),
+                let (sessions, ask) = match purpose {
+                    Use::Watch => (Sessions::PerCard, None),
+                    _ => (Sessions::One, ask.filter(|_| pin.is_none())),
                 };
-                let key = Pkcs11Key::open(&cfg, pin, sessions, prompt);
+                let key = Pkcs11Key::open(&cfg, pin, sessions, ask);
                 let key = match (purpose, key) {
                     (_, Ok(k)) => k,
                     // watch: a module that does not load or a failed login
@@ -345,11 +348,14 @@ mod tests {
     fn manual_is_no_key_source_for_respond_or_watch() {
         let no_cm: CmBuilder<'_> = &|_, _| Err(Error::usage("no CM here"));
         for purpose in [Use::Respond, Use::Watch] {
-            let e = KeySource::Manual.factory(purpose, no_cm).err().unwrap();
+            let e = KeySource::Manual
+                .factory(purpose, no_cm, None)
+                .err()
+                .unwrap();
             assert_eq!(e.exit_code(), 2, "{purpose:?}");
             assert!(e.to_string().contains("--manual"), "{e}");
         }
-        assert!(KeySource::Manual.factory(Use::OneCard, no_cm).is_ok());
+        assert!(KeySource::Manual.factory(Use::OneCard, no_cm, None).is_ok());
     }
 
     #[test]
@@ -360,13 +366,13 @@ mod tests {
             pin: None,
         };
         let no_cm: CmBuilder<'_> = &|_, _| Err(Error::usage("no CM here"));
-        let e = src.factory(Use::OneCard, no_cm).err().unwrap();
+        let e = src.factory(Use::OneCard, no_cm, None).err().unwrap();
         assert_eq!(e.exit_code(), 6, "{e}");
         assert!(
             e.to_string().contains("cannot load the PKCS#11 module"),
             "{e}"
         );
-        let e = src.factory(Use::Watch, no_cm).err().unwrap();
+        let e = src.factory(Use::Watch, no_cm, None).err().unwrap();
         assert_eq!(e.exit_code(), 2, "{e}");
     }
 

@@ -11,7 +11,6 @@ pub mod apdu;
 pub mod atr;
 pub mod card;
 pub mod card_info;
-pub mod cli;
 pub mod cm_client;
 pub mod cm_responder;
 pub mod error;

@@ -1,3 +1,7 @@
+//! The `scunblock` binary: a thin command line (src/cli/) over the library.
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(scunblock::cli::main())
+    std::process::ExitCode::from(cli::main())
 }

@@ -7,7 +7,7 @@
 //! a no-echo prompt: never from the command line.
 
 use std::fmt;
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 use std::path::Path;
 
 use zeroize::Zeroizing;
@@ -317,39 +317,6 @@ pub fn read_line_bounded(
 pub fn strip_line_end(bytes: &[u8]) -> &[u8] {
     let b = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     b.strip_suffix(b"\r").unwrap_or(b)
-}
-
-/// Ask twice on the terminal without echo. `None` when stdin is no terminal.
-pub fn prompt_new_pin() -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
-    if !std::io::stdin().is_terminal() {
-        return Ok(None);
-    }
-    let first = Zeroizing::new(
-        rpassword::prompt_password("New PIN: ")
-            .map_err(|e| Error::usage(format!("cannot read the PIN from the terminal: {e}")))?,
-    );
-    let second = Zeroizing::new(
-        rpassword::prompt_password("New PIN again: ")
-            .map_err(|e| Error::usage(format!("cannot read the PIN from the terminal: {e}")))?,
-    );
-    if *first != *second {
-        return Err(Error::usage(
-            "the two PINs differ; nothing was sent to the card",
-        ));
-    }
-    Ok(Some(Zeroizing::new(first.as_bytes().to_vec())))
-}
-
-/// Ask once on the terminal without echo. `None` when stdin is no terminal.
-pub fn prompt_secret(prompt: &str) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
-    if !std::io::stdin().is_terminal() {
-        return Ok(None);
-    }
-    let text = Zeroizing::new(
-        rpassword::prompt_password(prompt)
-            .map_err(|e| Error::usage(format!("cannot read from the terminal: {e}")))?,
-    );
-    Ok(Some(Zeroizing::new(text.as_bytes().to_vec())))
 }
 
 /// Make this process undumpable while it holds secrets (Linux); elsewhere

@@ -5,6 +5,11 @@
 //! The real binary against the virtual stack and the CM test server (needs root and
 //! `cargo build --workspace`).
 
+/// The binary's clap definition, included as the binary compiles it (the CLI is
+/// not in the library); only the definition is walked here.
+#[path = "../src/cli/args.rs"]
+#[allow(dead_code)]
+mod cli_args;
 mod common;
 
 use std::io::Write;
@@ -466,7 +471,7 @@ fn no_option_takes_a_secret_value() {
     // URI: --pkcs11-key names the key object in its token; a URI carrying the token PIN
     // (pin-value, pin-source) is refused with exit 2 (tests/pkcs11.rs). ALG: --key-alg.
     let where_names = ["PATH", "VAR", "PEM", "CMD", "SECS", "URI", "ALG"];
-    let cli = scunblock::cli::Cli::command();
+    let cli = cli_args::Cli::command();
     let mut commands = vec![cli.clone()];
     commands.extend(cli.get_subcommands().cloned());
     let mut checked = 0;

@@ -1,11 +1,16 @@
-//! Command-line arguments. No option takes a secret itself: keys, PINs and
-//! tokens come from files, environment variables, stdin or a prompt.
+//! Command-line arguments, and the structural rules between them (`requires`,
+//! `conflicts_with`, groups, ranges): clap refuses what they forbid, exit 2.
+//! No option takes a secret itself: keys, PINs and tokens come from files,
+//! environment variables, stdin or a prompt.
+//!
+//! This file needs only clap and the library: scunblock-gen (packaging/gen)
+//! and tests/secrets.rs include it by path to walk the same definition.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::key_source::{KeySource, SecretFrom};
+use scunblock::key_source::{KeySource, SecretFrom};
 
 // Every number and duration option has a range, enforced by the parser (exit 2, JSON
 // with --json): a duration added to "now" must never overflow (a panic), and CM must never
@@ -36,7 +41,6 @@ fn approval_poll(s: &str) -> Result<f64, String> {
 #[command(
     name = "scunblock",
     version,
-    long_version = super::version::long(),
     about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC",
     long_about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC.\n\n\
         The admin response to the card's challenge comes from a local 3DES admin key, \
@@ -203,7 +207,10 @@ pub struct AuthArgs {
 
 /// How to reach MIM CM (with --cm).
 #[derive(Debug, Args)]
-#[command(next_help_heading = "MIM CM (with --cm)")]
+#[command(
+    next_help_heading = "MIM CM (with --cm)",
+    group(clap::ArgGroup::new("cm_token").multiple(false))
+)]
 pub struct CmArgs {
     /// CM request id (GUID). Without it, an Unblock request is created and
     /// its approval awaited.
@@ -219,20 +226,21 @@ pub struct CmArgs {
     pub diversified: bool,
 
     /// How to sign in to CM.
-    #[arg(long, value_enum, value_name = "MODE", requires = "cm")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        requires = "cm",
+        requires_if("bearer", "cm_token")
+    )]
     pub cm_auth: Option<CmAuthMode>,
 
     /// Environment variable holding the bearer token (--cm-auth bearer).
-    #[arg(
-        long,
-        value_name = "VAR",
-        conflicts_with = "cm_token_file",
-        requires = "cm"
-    )]
+    #[arg(long, value_name = "VAR", group = "cm_token", requires = "cm")]
     pub cm_token_env: Option<String>,
 
     /// File holding the bearer token (--cm-auth bearer).
-    #[arg(long, value_name = "PATH", requires = "cm")]
+    #[arg(long, value_name = "PATH", group = "cm_token", requires = "cm")]
     pub cm_token_file: Option<PathBuf>,
 
     /// PEM file of a CA to trust for CM's TLS certificate (added to the system's).
@@ -279,7 +287,8 @@ pub struct CmArgs {
 }
 
 impl CmArgs {
-    /// Whether any option that only makes sense with --cm was given.
+    /// Whether any option that only makes sense with --cm was given (see
+    /// `cm_options_need_cm` in cli/mod.rs for why clap's `requires` is not enough).
     pub fn any_given(&self) -> bool {
         self.request_id.is_some()
             || self.smartcard_id.is_some()
@@ -412,13 +421,17 @@ pub struct PinArgs {
     pub allow_insecure_pin_file: bool,
 }
 
-/// `scunblock watch`: see docs/kiosk.md.
+/// `scunblock watch`: see docs/kiosk.md. A key source goes with --unblock,
+/// and only with it.
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Kiosk")]
+#[command(
+    next_help_heading = "Kiosk",
+    mut_group("key_source", |g| g.requires("unblock"))
+)]
 pub struct WatchArgs {
     /// Unblock each inserted card whose PIN is blocked (needs a key source and
     /// --new-pin-command). Without it, only report.
-    #[arg(long)]
+    #[arg(long, requires = "key_source")]
     pub unblock: bool,
 
     /// With --unblock: unblock every inserted card, blocked PIN or not.
@@ -428,7 +441,12 @@ pub struct WatchArgs {
     /// Command that prints the new PIN on stdout, run once per card (`sh -c`;
     /// Windows `cmd /C`) with SCUNBLOCK_READER, SCUNBLOCK_ATR and, when known,
     /// SCUNBLOCK_CARD_ID set. A non-zero exit or a timeout skips the card.
-    #[arg(long, value_name = "CMD", requires = "unblock")]
+    #[arg(
+        long,
+        value_name = "CMD",
+        requires = "unblock",
+        required_if_eq("unblock", "true")
+    )]
     pub new_pin_command: Option<String>,
 
     /// Seconds --new-pin-command may take.

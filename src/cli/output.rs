@@ -2,14 +2,14 @@
 
 use serde_json::{json, Value};
 
-use crate::card::Tries;
-use crate::error::Error;
-use crate::flow::{Mode, Outcome};
-use crate::reader::ReaderInfo;
+use scunblock::card::Tries;
+use scunblock::error::Error;
+use scunblock::flow::{Mode, Outcome};
+use scunblock::reader::ReaderInfo;
 
 /// `println!` without the panic on a closed stdout (`scunblock info | head -1`):
 /// the card's result must never turn into a crash. The line is scrubbed of secrets and
-/// made terminal-safe ([`crate::scrub`], [`crate::sanitize`]).
+/// made terminal-safe ([`scunblock::scrub`], [`scunblock::sanitize`]).
 macro_rules! outln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
@@ -30,20 +30,20 @@ macro_rules! errln {
 /// Text for the terminal: secrets blanked, then every control, C1 and bidi code point
 /// escaped (the tool's own line ends kept).
 pub fn safe_text(s: &str) -> String {
-    crate::sanitize::text(&crate::scrub::text(s)).into_owned()
+    scunblock::sanitize::text(&scunblock::scrub::text(s)).into_owned()
 }
 
 /// One JSON document (pretty) or line: secrets blanked in every string, then C1, DEL and
 /// bidi characters written as `\uXXXX`.
 pub fn safe_json(mut doc: Value, pretty: bool) -> String {
-    crate::scrub::value(&mut doc);
+    scunblock::scrub::value(&mut doc);
     let text = if pretty {
         serde_json::to_string_pretty(&doc)
     } else {
         serde_json::to_string(&doc)
     }
     .unwrap_or_default();
-    crate::sanitize::json(&text).into_owned()
+    scunblock::sanitize::json(&text).into_owned()
 }
 
 /// Write a JSON document on stdout as is (already made safe).
@@ -101,10 +101,10 @@ impl Reporter {
     }
 
     pub fn info(&self, o: &Outcome) {
-        let (atr, problems) = crate::atr::Atr::parse_lenient(&o.card.atr);
+        let (atr, problems) = scunblock::atr::Atr::parse_lenient(&o.card.atr);
         let names = atr
             .as_ref()
-            .map(crate::atr::lookup_names)
+            .map(scunblock::atr::lookup_names)
             .unwrap_or_default();
         if self.json {
             let mut doc = serde_json::to_value(o).unwrap_or_default();
@@ -288,8 +288,8 @@ fn tries_text(t: Tries, what: &str) -> String {
 }
 
 /// CM workflow progress on stderr: a JSON line each with --json, else text.
-pub fn progress(json: bool, p: &crate::cm_responder::Progress) {
-    use crate::cm_responder::Progress as P;
+pub fn progress(json: bool, p: &scunblock::cm_responder::Progress) {
+    use scunblock::cm_responder::Progress as P;
     let (event, fields, text) = match p {
         P::SmartcardFound { smartcard_id } => (
             "cm_smartcard_found",

@@ -8,13 +8,13 @@ use base64::Engine;
 
 use super::args::{KeyAlgArg, RespondArgs};
 use super::output::Reporter;
-use super::{one_responder, CmdResult};
-use crate::admin_key::{Challenge, KeyAlg};
-use crate::card_info::CardInfo;
-use crate::error::Error;
-use crate::ids::Guid;
-use crate::key_source::Use;
-use crate::responder::{CardContext, Ending};
+use super::{cm_options_need_cm, one_responder, CmdResult};
+use scunblock::admin_key::{Challenge, KeyAlg};
+use scunblock::card_info::CardInfo;
+use scunblock::error::Error;
+use scunblock::ids::Guid;
+use scunblock::key_source::Use;
+use scunblock::responder::{CardContext, Ending};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -26,12 +26,7 @@ pub(super) fn run(a: &RespondArgs, reporter: &Reporter, json: bool) -> CmdResult
         KeyAlgArg::Aes256 => KeyAlg::Aes256,
     };
     let challenge = parse_challenge(&a.challenge, alg)?;
-    if a.key.cm.is_none() && a.cm.any_given() {
-        return Err(Error::usage(
-            "the MIM CM options (--request-id, --cm-auth, ...) need --cm URL",
-        )
-        .into());
-    }
+    cm_options_need_cm(&a.key, &a.cm)?;
     let Some(source) = a.key.source() else {
         return Err(Error::usage(
             "respond needs a key source: --admin-key-file PATH, --admin-key-env VAR, \

@@ -41,6 +41,10 @@ const P11_KIT_PROXY: &[&str] = &[
 /// login or asks on its own pad.
 pub type TokenPin = Option<Zeroizing<Vec<u8>>>;
 
+/// How to ask a person for a token's user PIN (the token's label given): the
+/// terminal question is the CLI's; the library only calls it, and checks the answer.
+pub type AskPin<'a> = &'a dyn Fn(&str) -> Result<Zeroizing<Vec<u8>>, Error>;
+
 /// Everything to reach the key, checked before any card is touched.
 pub struct Pkcs11Config {
     pub uri: Pkcs11Uri,
@@ -156,20 +160,20 @@ struct State {
 }
 
 impl Pkcs11Key {
-    /// Load the module, find the token, open a session and log in (`prompt`:
-    /// a no-echo question on /dev/tty when the token needs a PIN and none
-    /// was given). Failures are responder failures (exit 6); `watch` turns
+    /// Load the module, find the token, open a session and log in (`ask`:
+    /// the question to a person when the token needs a PIN and none was
+    /// given). Failures are responder failures (exit 6); `watch` turns
     /// them into exit 2 before it watches a reader.
     pub fn open(
         cfg: &Pkcs11Config,
         pin: TokenPin,
         sessions: Sessions,
-        prompt: bool,
+        ask: Option<AskPin<'_>>,
     ) -> Result<Arc<Pkcs11Key>, Error> {
         let module = Module::load(&cfg.module)?;
         let slot = module.find_token(&cfg.uri)?;
         let login = module.open_session(slot)?;
-        login.login(pin.as_ref().map(|p| p.as_slice()), prompt)?;
+        login.login(pin.as_ref().map(|p| p.as_slice()), ask)?;
         crate::log::verbose(format!(
             "pkcs11: module {}, token \"{}\" (slot-id {})",
             cfg.module.display(),
@@ -239,7 +243,7 @@ impl Pkcs11Key {
             st.login = None;
             let slot = self.module.find_token(&self.uri)?;
             let login = self.module.open_session(slot)?;
-            if let Err(e) = login.login(self.pin.as_ref().map(|p| p.as_slice()), false) {
+            if let Err(e) = login.login(self.pin.as_ref().map(|p| p.as_slice()), None) {
                 st.gave_up = Some(format!(
                     "logging in again after the token returned failed ({e})"
                 ));

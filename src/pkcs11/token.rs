@@ -12,9 +12,9 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::RawAuthPin;
-use zeroize::Zeroizing;
 
 use super::uri::Pkcs11Uri;
+use super::AskPin;
 use crate::admin_key::KeyAlg;
 use crate::error::Error;
 
@@ -217,23 +217,26 @@ impl TokenSession {
     /// Log in as the user, once: `C_Login` is never retried, because every
     /// wrong PIN spends one of the token's tries. Nothing happens for a
     /// token that needs no login. Without a PIN, a token with a PIN pad
-    /// asks on its pad; otherwise `prompt` allows a no-echo question on
-    /// /dev/tty.
-    pub fn login(&self, pin: Option<&[u8]>, prompt: bool) -> Result<(), Error> {
+    /// asks on its pad; otherwise `ask` (the CLI's no-echo question on the
+    /// terminal), when given, is asked for it with the token's label.
+    pub fn login(&self, pin: Option<&[u8]>, ask: Option<AskPin<'_>>) -> Result<(), Error> {
         if !self.login_required {
             crate::log::verbose(format!("pkcs11: token \"{}\" needs no login", self.label));
             return Ok(());
         }
         let asked;
-        let pin: Option<&[u8]> = match pin {
-            Some(p) => Some(p),
-            None if self.protected_path => None,
-            None if prompt => {
-                asked = ask_pin(&self.label)?;
+        let pin: Option<&[u8]> = match (pin, ask) {
+            (Some(p), _) => Some(p),
+            (None, _) if self.protected_path => None,
+            (None, Some(ask)) => {
+                asked = ask(&self.label)?;
+                if asked.is_empty() {
+                    return Err(Error::usage("the token PIN is empty"));
+                }
                 crate::scrub::register_pin(&asked);
                 Some(&asked[..])
             }
-            None => {
+            (None, None) => {
                 return Err(Error::usage(format!(
                     "the token \"{}\" needs its user PIN: give --pkcs11-pin-env VAR or \
                      --pkcs11-pin-file PATH",
@@ -480,20 +483,4 @@ fn p11(what: &str, e: P11Error) -> Error {
         )),
         e => Error::responder(format!("PKCS#11: {what} failed: {e}")),
     }
-}
-
-/// Ask the token PIN on /dev/tty, without echo.
-fn ask_pin(label: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let text =
-        rpassword::prompt_password(format!("PIN of the token \"{label}\": ")).map_err(|e| {
-            Error::usage(format!(
-                "cannot ask for the token PIN on the terminal ({e}): give --pkcs11-pin-env VAR \
-                 or --pkcs11-pin-file PATH"
-            ))
-        })?;
-    let pin = Zeroizing::new(text.into_bytes());
-    if pin.is_empty() {
-        return Err(Error::usage("the token PIN is empty"));
-    }
-    Ok(pin)
 }

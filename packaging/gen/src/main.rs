@@ -1,6 +1,6 @@
 //! scunblock-gen: writes scunblock's man pages and shell completions from its
-//! clap definition (`scunblock::cli::Cli`), so that neither can drift from
-//! `--help`. scripts/package runs it before `cargo deb`.
+//! clap definition (src/cli/args.rs, included below: the CLI is the binary's,
+//! not the library's), so that neither can drift from `--help`. scripts/package runs it before `cargo deb`.
 //!
 //! Usage: `scunblock-gen OUT_DIR` writes
 //! - `OUT_DIR/man/scunblock.1` and one `scunblock-COMMAND.1` per subcommand,
@@ -14,12 +14,18 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
+/// scunblock's clap definition, the very file its binary compiles. Only the
+/// definition is used here, not the helpers the binary calls on it.
+#[path = "../../../src/cli/args.rs"]
+#[allow(dead_code)]
+mod args;
+
 /// The command as the pages describe it.
 fn command() -> clap::Command {
     // The man pages are built once per package: the git revision of the long
     // `--version` would make them differ from build to build, and the
     // VERSION section only needs the release. `help` has no page of its own.
-    scunblock::cli::Cli::command()
+    args::Cli::command()
         .long_version(None::<&str>)
         .disable_help_subcommand(true)
 }
