@@ -43,13 +43,16 @@ fn approval_poll(s: &str) -> Result<f64, String> {
     version,
     about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC",
     long_about = "Unblock MIM CM managed smart cards (Base CSP) over PC/SC.\n\n\
-        The admin response to the card's challenge comes from a local 3DES admin key, \
-        from a PKCS#11 token holding it (--pkcs11-key), from MIM CM (--cm), or is typed \
-        in by a person (--manual). Every input is checked before the card \
-        is touched, and the admin response is never retried.\n\n\
-        Exit codes: 0 ok, 1 unexpected, 2 bad input (card untouched), 3 PC/SC, reader \
-        or card unavailable, 4 card rejected the admin response, 5 admin key blocked or \
-        last try refused, 6 responder failure (nothing sent), 7 card rejected the new PIN."
+        The card's family (GIDS, PIV/YubiKey, HID Crescendo or ISO) is detected per card. \
+        The admin response to the card's challenge comes from a local admin key (3DES or \
+        AES), from a PKCS#11 token holding it (--pkcs11-key), from MIM CM (--cm), or is \
+        typed in by a person (--manual); a PIV card resets its PIN with the PUK. Every \
+        input is checked before any cryptogram, and the admin response is never \
+        retried.\n\n\
+        Exit codes: 0 ok, 1 unexpected, 2 bad input, usage or the wrong card (no \
+        cryptogram sent), 3 PC/SC, reader or card unavailable, 4 card rejected the admin \
+        response or PUK, 5 admin key or PUK blocked, last try refused, or unknown admin \
+        tries refused, 6 responder failure (nothing sent), 7 card rejected the new PIN."
 )]
 pub struct Cli {
     #[command(flatten)]
