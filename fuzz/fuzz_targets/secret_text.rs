@@ -26,13 +26,26 @@ fuzz_target!(|data: &[u8]| {
     // The admin key.
     match AdminKey::parse(data) {
         Ok(key) => {
-            assert!(key.len() == 16 || key.len() == 24);
+            // 3DES (16 or 24 bytes) or AES (16, 24 or 32): the card says which.
+            assert!([16, 24, 32].contains(&key.len()));
             assert!(format!("{key:?}").contains("REDACTED"));
+            let alg = if key.len() == 32 {
+                KeyAlg::Aes256
+            } else {
+                KeyAlg::Tdes
+            };
             let c = key
-                .respond(KeyAlg::Tdes, &Challenge::new(vec![0xA5; 8]))
-                .expect("8 bytes");
-            assert_eq!(c.len(), 8);
-            assert_eq!(key.check_value(KeyAlg::Tdes).len(), 6);
+                .respond(alg, &Challenge::new(vec![0xA5; alg.block_len()]))
+                .expect("one block");
+            assert_eq!(c.len(), alg.block_len());
+            assert_eq!(key.check_value(alg).len(), 6);
+            // A key that does not fit the card's algorithm is refused, never used.
+            if key.len() == 32 {
+                assert_eq!(
+                    key.check_alg(KeyAlg::Tdes).map_err(|e| e.exit_code()),
+                    Err(2)
+                );
+            }
         }
         Err(e) => {
             assert_eq!(e.exit_code(), 2, "{e}");
