@@ -565,13 +565,23 @@ impl Transport for PcscTransport<'_, '_> {
 /// (exit 3) there; scripts/wine-test checks this.
 fn check_still_present(card: &pcsc::Card) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(1);
+    // Room for any reader name and ATR: no length query (Wine's SCardStatus has
+    // answered one with a length its next call then found too small).
+    let (mut names, mut atr) = ([0u8; 1024], [0u8; pcsc::MAX_ATR_SIZE]);
     loop {
-        match card.status2_owned() {
+        let gone = match card.status2(&mut names, &mut atr) {
+            Ok(s) => card_gone(s.status()),
+            // Too small a buffer says nothing about the card: still there.
+            Err(pcsc::Error::InsufficientBuffer) => false,
             Err(e) => return Err(transmit_error(e)),
-            Ok(s) if card_gone(s.status()) => return Err(transmit_error(pcsc::Error::RemovedCard)),
-            Ok(_) if Instant::now() >= deadline => return Ok(()),
-            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        };
+        if gone {
+            return Err(transmit_error(pcsc::Error::RemovedCard));
         }
+        if Instant::now() >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
