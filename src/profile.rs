@@ -113,6 +113,20 @@ pub enum PinPadding {
     Ff8,
 }
 
+impl PinPadding {
+    /// A PIN (or PUK) padded this way, in a zeroizing buffer.
+    pub fn block(self, pin: &Pin) -> Zeroizing<Vec<u8>> {
+        // Allocated at its final size: growing it for the padding would free a
+        // copy of the PIN that Zeroizing never sees.
+        let mut block = Zeroizing::new(Vec::with_capacity(pin.len().max(8)));
+        block.extend_from_slice(pin.as_bytes());
+        if self == PinPadding::Ff8 {
+            block.resize(8, 0xFF);
+        }
+        block
+    }
+}
+
 /// The admin key's algorithm as a profile states it: `auto` asks the card
 /// (PIV GET METADATA; Crescendo's challenge length).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -558,14 +572,7 @@ impl CardProfile {
 
     /// The PIN as RESET RETRY COUNTER carries it.
     pub fn pin_block(&self, pin: &Pin) -> Zeroizing<Vec<u8>> {
-        // Allocated at its final size: growing it for the padding would free a
-        // copy of the PIN that Zeroizing never sees.
-        let mut block = Zeroizing::new(Vec::with_capacity(pin.len().max(8)));
-        block.extend_from_slice(pin.as_bytes());
-        if self.pin_padding == PinPadding::Ff8 {
-            block.resize(8, 0xFF);
-        }
-        block
+        self.pin_padding.block(pin)
     }
 }
 

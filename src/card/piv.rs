@@ -22,7 +22,7 @@ use crate::card::{admin_verdict, pin_verdict, AdminChallenge, Applet, Tries, Unl
 use crate::error::{Error, Step};
 use crate::ids::CardId;
 use crate::iso7816;
-use crate::profile::{CardProfile, PivParams};
+use crate::profile::{CardProfile, PinPadding, PivParams};
 use crate::secret::Pin;
 use crate::tlv;
 use crate::transport::Channel;
@@ -75,14 +75,6 @@ fn alg_of(byte: u8) -> Option<KeyAlg> {
 /// The GUID (tag 34) of a CHUID (the value of tag 53).
 pub fn chuid_guid(chuid: &[u8]) -> Option<CardId> {
     CardId::from_slice(tlv::find(chuid, 0x34)?)
-}
-
-/// PIN or PUK, FF-padded to 8 bytes.
-fn padded(secret: &Pin) -> [u8; 8] {
-    let mut block = [0xFF; 8];
-    let n = secret.len().min(8);
-    block[..n].copy_from_slice(&secret.as_bytes()[..n]);
-    block
 }
 
 impl Applet for PivApplet {
@@ -196,9 +188,11 @@ impl Applet for PivApplet {
     }
 
     fn reset_pin_with_puk(&self, ch: &mut Channel, puk: &Pin, pin: &Pin) -> Result<(), Error> {
+        // SP 800-73 pads both with FF to 8, whatever a profile file says about
+        // the new PIN's padding; no unzeroized copy of either is made.
         let mut data = zeroize::Zeroizing::new(Vec::with_capacity(16));
-        data.extend_from_slice(&padded(puk));
-        data.extend_from_slice(&padded(pin));
+        data.extend_from_slice(&PinPadding::Ff8.block(puk));
+        data.extend_from_slice(&PinPadding::Ff8.block(pin));
         let cmd = Command::new(0x00, ins::RESET_RETRY_COUNTER, 0x00, PIN_REF)
             .sensitive(data)
             .spends_try();
