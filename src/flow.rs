@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::ids::{CardId, Guid};
 use crate::log;
 use crate::profile::{ProfileChoice, ProfileSource};
-use crate::responder::{CardContext, Ending, Responder};
+use crate::responder::{checked_response, CardContext, Ending, Responder};
 use crate::secret::Pin;
 pub use crate::transport::Session;
 use crate::transport::{Channel, Trace};
@@ -270,15 +270,7 @@ fn unblock<S: Session>(
 
         // 5. The response, from the responder: no APDU until it is checked.
         responder.check_alg(alg)?;
-        let cryptogram = responder.respond(&challenge, &card)?;
-        if cryptogram.len() != challenge.len() {
-            return Err(Error::responder(format!(
-                "the {} responder gave {} bytes for a {}-byte challenge; nothing was sent to the card",
-                responder.name(),
-                cryptogram.len(),
-                challenge.len()
-            )));
-        }
+        let cryptogram = checked_response(&mut *responder, &challenge, &card)?;
 
         // 6. The admin response: sent once, whatever the card answers.
         out.response_sent = true;

@@ -79,6 +79,26 @@ pub trait Responder {
     }
 }
 
+/// The responder's answer to `challenge`, refused unless it has exactly the
+/// challenge's length: a response of the wrong length never goes anywhere.
+pub fn checked_response(
+    responder: &mut dyn Responder,
+    challenge: &Challenge,
+    card: &CardContext,
+) -> Result<Cryptogram, Error> {
+    let cryptogram = responder.respond(challenge, card)?;
+    if cryptogram.len() != challenge.len() {
+        return Err(Error::responder(format!(
+            "the {} responder gave {} bytes for a {}-byte challenge; the response was not used \
+             and nothing was sent to the card",
+            responder.name(),
+            cryptogram.len(),
+            challenge.len()
+        )));
+    }
+    Ok(cryptogram)
+}
+
 /// The admin key held locally.
 pub struct LocalKey {
     key: AdminKey,

@@ -14,7 +14,7 @@ use scunblock::card_info::CardInfo;
 use scunblock::error::Error;
 use scunblock::ids::Guid;
 use scunblock::key_source::Use;
-use scunblock::responder::{CardContext, Ending};
+use scunblock::responder::{checked_response, CardContext, Ending};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -58,19 +58,10 @@ pub(super) fn run(a: &RespondArgs, reporter: &Reporter, json: bool) -> CmdResult
     if responder.needs_preparation() {
         responder.prepare(&card)?;
     }
-    let response = responder.respond(&challenge, &card);
+    let response = checked_response(responder.as_mut(), &challenge, &card);
     // Whether the card takes it is not known here: a CM request stays open.
     let _ = responder.finish(Ending::Interrupted);
     let response = response?;
-    if response.len() != challenge.len() {
-        return Err(Error::responder(format!(
-            "the {} responder gave {} bytes for a {}-byte challenge",
-            responder.name(),
-            response.len(),
-            challenge.len()
-        ))
-        .into());
-    }
     reporter.respond(response.as_bytes());
     Ok(())
 }
