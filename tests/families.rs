@@ -82,6 +82,20 @@ impl Setup {
         self.run(&args, &[])
     }
 
+    /// `unblock --puk-env PUK --new-pin-env NEW_PIN --json` plus `extra` (a PIV unblock).
+    fn unblock_with_puk(&self, extra: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut args = vec![
+            "unblock",
+            "--puk-env",
+            "PUK",
+            "--new-pin-env",
+            "NEW_PIN",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args, env)
+    }
+
     fn state(&self) -> Value {
         self.card.state()
     }
@@ -339,17 +353,7 @@ fn piv_resets_the_pin_with_the_puk_and_refuses_the_admin_key() {
     assert!(doc["error"]["message"].as_str().unwrap().contains("PUK"));
     assert_eq!(responses(&s.state()), 0);
     // The PUK does.
-    let r = s.run(
-        &[
-            "unblock",
-            "--puk-env",
-            "PUK",
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-        ],
-        &[],
-    );
+    let r = s.unblock_with_puk(&[], &[]);
     r.expect(0);
     let doc = r.json();
     assert_eq!(doc["profile"], "piv");
@@ -367,17 +371,7 @@ fn piv_resets_the_pin_with_the_puk_and_refuses_the_admin_key() {
     );
     // A PUK on a card that takes none: exit 2 before anything is sent.
     let g = setup("gids", &[]);
-    let r = g.run(
-        &[
-            "unblock",
-            "--puk-env",
-            "PUK",
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-        ],
-        &[],
-    );
+    let r = g.unblock_with_puk(&[], &[]);
     r.expect(2);
     assert_eq!(r.json()["error"]["class"], "wrong_card");
     assert_eq!(g.state()["rrc"], 0);
@@ -386,32 +380,12 @@ fn piv_resets_the_pin_with_the_puk_and_refuses_the_admin_key() {
 #[test]
 fn piv_puk_guards_and_a_wrong_puk() {
     let s = setup("piv", &["--puk-tries", "1"]);
-    let r = s.run(
-        &[
-            "unblock",
-            "--puk-env",
-            "PUK",
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-        ],
-        &[],
-    );
+    let r = s.unblock_with_puk(&[], &[]);
     r.expect(5);
     assert_eq!(r.json()["error"]["class"], "puk_last_try_refused");
     assert_eq!(s.state()["rrc"], 0);
     let s = setup("piv", &["--puk-tries", "3"]);
-    let r = s.run(
-        &[
-            "unblock",
-            "--puk-env",
-            "PUK",
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-        ],
-        &[("PUK", "87654321")],
-    );
+    let r = s.unblock_with_puk(&[], &[("PUK", "87654321")]);
     r.expect(4);
     let doc = r.json();
     assert_eq!(doc["error"]["class"], "puk_rejected");
@@ -758,19 +732,7 @@ fn every_family_without_reported_tries_refuses_without_the_opt_in() {
 #[test]
 fn a_piv_card_id_that_is_not_the_cards_is_the_wrong_card() {
     let s = setup("piv", &["--puk-tries", "3"]);
-    let r = s.run(
-        &[
-            "unblock",
-            "--puk-env",
-            "PUK",
-            "--new-pin-env",
-            "NEW_PIN",
-            "--card-id",
-            "bc88f13f-83ba-4037-8262-46eba1291c6e",
-            "--json",
-        ],
-        &[],
-    );
+    let r = s.unblock_with_puk(&["--card-id", "bc88f13f-83ba-4037-8262-46eba1291c6e"], &[]);
     r.expect(2);
     assert_eq!(r.json()["error"]["class"], "wrong_card");
     let st = s.state();
