@@ -103,7 +103,12 @@ pub struct Global {
     pub wait_card: u64,
 }
 
+// `defer`: a subcommand's arguments are built only when it is the one run (clap's
+// `Command::defer`), not all of them at every start: a third of an unblock's
+// instructions (docs/performance.md, "Start-up"). A doc comment on an `Args` struct would
+// then replace the subcommand's own text in its help, so those structs carry `//` comments.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// List the readers, whether each holds a card, and the ATR.
     Readers,
@@ -146,7 +151,7 @@ pub struct UnblockArgs {
     pub puk: PukArgs,
 }
 
-/// The PUK: PIV cards reset their PIN with it instead of the admin key.
+// The PUK: PIV cards reset their PIN with it instead of the admin key.
 #[derive(Debug, Args)]
 #[group(skip)]
 #[command(
@@ -208,7 +213,7 @@ pub struct AuthArgs {
     pub cm: CmArgs,
 }
 
-/// How to reach MIM CM (with --cm).
+// How to reach MIM CM (with --cm).
 #[derive(Debug, Args)]
 #[command(
     next_help_heading = "MIM CM (with --cm)",
@@ -424,8 +429,8 @@ pub struct PinArgs {
     pub allow_insecure_pin_file: bool,
 }
 
-/// `scunblock watch`: see docs/kiosk.md. A key source goes with --unblock,
-/// and only with it.
+// `scunblock watch`: see docs/kiosk.md. A key source goes with --unblock,
+// and only with it.
 #[derive(Debug, Args)]
 #[command(
     next_help_heading = "Kiosk",
@@ -500,7 +505,7 @@ pub struct WatchArgs {
     pub cm: CmArgs,
 }
 
-/// `scunblock respond CHALLENGE KEY-SOURCE`: see docs/keys.md.
+// `scunblock respond CHALLENGE KEY-SOURCE`: see docs/keys.md.
 #[derive(Debug, Args)]
 pub struct RespondArgs {
     /// The card's challenge, hex or base64: 8 bytes (3DES), 16 with --key-alg aes*.
