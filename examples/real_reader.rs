@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use scunblock::flow::{identify, inspect};
+use scunblock::flow::{inspect, Identify};
 use scunblock::profile::ProfileChoice;
 use scunblock::reader::{self, Connection};
 use scunblock::transport::Trace;
@@ -32,13 +32,14 @@ fn main() -> Result<(), scunblock::Error> {
     let mut conn = Connection::open(&ctx, &r.name, Duration::from_secs(2))?;
     // The family: `--profile` is not given, so the site's profiles and detection decide.
     let choice = ProfileChoice::new(None, None)?;
-    let (applet, source) = identify(&mut conn, &choice, &Trace::off())?;
+    let (out, applet) =
+        inspect(&mut conn, Identify::Find(&choice), &Trace::off()).map_err(|f| f.error)?;
     println!(
-        "family: {} (profile {}, {source:?})",
+        "family: {} (profile {}, {:?})",
         applet.family(),
-        applet.name()
+        applet.name(),
+        out.profile_source
     );
-    let out = inspect(&mut conn, applet.as_ref(), &Trace::off()).map_err(|f| f.error)?;
     println!(
         "admin tries: {}, PIN tries: {}",
         out.admin_tries, out.pin_tries_before

@@ -7,7 +7,7 @@
 
 use scunblock::admin_key::AdminKey;
 use scunblock::card::{IsoApplet, Tries};
-use scunblock::flow::{run, Mode, Options};
+use scunblock::flow::{run, Identify, Mode, Options};
 use scunblock::profile::CardProfile;
 use scunblock::responder::LocalKey;
 use scunblock::secret::Pin;
@@ -40,7 +40,13 @@ fn main() -> Result<(), String> {
         trace: Trace::off(),
         card_id: None,
     };
-    let out = run(&mut session, &applet, &mut responder, &opts).map_err(|f| f.error.to_string())?;
+    let out = run(
+        &mut session,
+        Identify::Known(&applet),
+        &mut responder,
+        &opts,
+    )
+    .map_err(|f| f.error.to_string())?;
     if !session.transport.done() || !out.pin_reset || out.pin_tries_after != Tries::Left(3) {
         return Err(format!(
             "the card's script was not played to the end: {out:?}"

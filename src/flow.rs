@@ -1,9 +1,9 @@
 //! The unblock flow, top to bottom.
 //!
-//! ATR → family ([`identify`]) → SELECT → tries → card id → challenge →
-//! response → admin authentication → new PIN → PIN tries, the last five
-//! inside ONE card transaction with no APDU between the challenge and the
-//! response. The admin response is sent at most once per run: no code path
+//! ATR → family ([`Identify`]) → SELECT → tries → card id → challenge →
+//! response → admin authentication → new PIN → PIN tries, all of it inside
+//! ONE card transaction (two where a responder must reach a server before the
+//! challenge: CM) with no APDU between the challenge and the response. The admin response is sent at most once per run: no code path
 //! retries it. PIV resets the PIN with the PUK instead ([`Mode::UnblockWithPuk`]).
 
 use serde::Serialize;
@@ -19,6 +19,17 @@ use crate::responder::{checked_response, CardContext, Ending, Responder};
 use crate::secret::Pin;
 pub use crate::transport::Session;
 use crate::transport::{Channel, Trace};
+
+/// How the flow learns the card's family.
+#[derive(Clone, Copy)]
+pub enum Identify<'a> {
+    /// Already identified (watch identifies a card before it decides to
+    /// unblock it).
+    Known(&'a dyn Applet),
+    /// `--profile`, or detection (ATR patterns, then the PIV and GIDS
+    /// SELECTs), inside the run's first transaction: no transaction of its own.
+    Find(&'a ProfileChoice),
+}
 
 /// What the run should do. The secrets a mode needs travel with it.
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +78,7 @@ pub struct Outcome {
     #[serde(flatten)]
     pub card: CardInfo,
     pub profile: String,
-    /// "detected" or "option" (`--profile`); set by the caller.
+    /// "detected" or "option" (`--profile`); none for [`Identify::Known`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_source: Option<ProfileSource>,
     pub responder: String,
@@ -111,34 +122,87 @@ impl From<Error> for Box<Failure> {
 }
 
 impl Outcome {
-    fn new<S: Session>(session: &S, applet: &dyn Applet) -> Outcome {
+    fn new<S: Session>(session: &S) -> Outcome {
         Outcome {
             card: CardInfo::new(session.reader(), session.atr()),
-            profile: applet.name().to_string(),
             ..Outcome::default()
         }
     }
+
+    /// Into a failure. What was learned goes with it once the run is known to
+    /// fit the card: a card of the wrong family, or one no family fits, has
+    /// only the error (its tries were never read).
+    fn failed(self, error: Error, card: &Card) -> Box<Failure> {
+        let known = card.fits || matches!(card.how, Identify::Known(_));
+        Box::new(Failure {
+            error,
+            outcome: known.then_some(self),
+        })
+    }
 }
 
-/// Find the profile of the card in `session` (`--profile`, or detection)
-/// and its applet. Read-only: at most two SELECTs.
-pub fn identify<S: Session>(
-    session: &mut S,
-    choice: &ProfileChoice,
-    trace: &Trace,
-) -> Result<(Box<dyn Applet>, ProfileSource), Error> {
-    let atr = session.atr().to_vec();
-    let (profile, source) = session.transaction(&mut |t| {
-        let mut ch = Channel::new(t, trace.clone());
-        crate::card::detect::profile(&mut ch, &atr, choice)
-    })?;
-    Ok((crate::card::for_profile(profile), source))
+/// The card's applet for one run: given, or found by the first transaction's
+/// first step, once.
+struct Card<'a> {
+    how: Identify<'a>,
+    found: Option<Box<dyn Applet>>,
+    fits: bool,
+}
+
+impl<'a> Card<'a> {
+    /// A known family is in the outcome from the start.
+    fn new(how: Identify<'a>, out: &mut Outcome) -> Card<'a> {
+        if let Identify::Known(applet) = how {
+            out.profile = applet.name().to_string();
+        }
+        Card {
+            how,
+            found: None,
+            fits: false,
+        }
+    }
+
+    /// The applet, identified (at most two read-only SELECTs, the first time
+    /// only) and checked against the run ([`check_fit`]).
+    fn identify(
+        &mut self,
+        ch: &mut Channel,
+        mode: Option<&Mode>,
+        out: &mut Outcome,
+    ) -> Result<&dyn Applet, Error> {
+        let applet: &dyn Applet = match self.how {
+            Identify::Known(applet) => applet,
+            Identify::Find(choice) => match &mut self.found {
+                Some(found) => &**found,
+                slot @ None => {
+                    let (profile, source) =
+                        crate::card::detect::profile(ch, &out.card.atr, choice)?;
+                    out.profile_source = Some(source);
+                    &**slot.insert(crate::card::for_profile(profile))
+                }
+            },
+        };
+        out.profile = applet.name().to_string();
+        if let Some(mode) = mode.filter(|_| !self.fits) {
+            check_fit(applet, mode)?;
+        }
+        self.fits = true;
+        Ok(applet)
+    }
+
+    /// The applet, once known.
+    fn applet(&self) -> Option<&dyn Applet> {
+        match self.how {
+            Identify::Known(applet) => Some(applet),
+            Identify::Find(_) => self.found.as_deref(),
+        }
+    }
 }
 
 /// Check that the run fits the card's family, before anything is sent: a
 /// PIV card takes the PUK, the others the admin key; the secrets meet the
 /// card's policy.
-pub fn check_fit(applet: &dyn Applet, mode: &Mode, key_given: bool) -> Result<(), Error> {
+pub fn check_fit(applet: &dyn Applet, mode: &Mode) -> Result<(), Error> {
     let family = applet.family();
     match (applet.unlock(), mode) {
         (Unlock::Puk, Mode::Unblock { .. }) => {
@@ -155,7 +219,6 @@ pub fn check_fit(applet: &dyn Applet, mode: &Mode, key_given: bool) -> Result<()
                  --manual). Nothing was sent"
             )))
         }
-        (Unlock::AdminKey, Mode::DryRun) if !key_given => {}
         _ => {}
     }
     match mode {
@@ -171,7 +234,7 @@ pub fn check_fit(applet: &dyn Applet, mode: &Mode, key_given: bool) -> Result<()
 /// Run the flow on one card.
 pub fn run<S: Session>(
     session: &mut S,
-    applet: &dyn Applet,
+    identify: Identify,
     responder: &mut dyn Responder,
     opts: &Options,
 ) -> Result<Outcome, Box<Failure>> {
@@ -182,10 +245,11 @@ pub fn run<S: Session>(
             _ => responder.name(),
         }
         .to_string(),
-        ..Outcome::new(session, applet)
+        ..Outcome::new(session)
     };
-    let result =
-        unblock(session, applet, responder, opts, &mut out).map_err(|e| explained(e, applet));
+    let mut card = Card::new(identify, &mut out);
+    let result = unblock(session, &mut card, responder, opts, &mut out)
+        .map_err(|e| explained(e, card.applet()));
     // Tell the responder how it ended: CM completes its request only after a
     // full success, abandons it when the card refused the response, and
     // otherwise leaves it open so the same request can be used again.
@@ -201,21 +265,18 @@ pub fn run<S: Session>(
     out.responder_report = responder.report();
     match result.and(finished) {
         Ok(()) => Ok(out),
-        Err(error) => Err(Box::new(Failure {
-            error,
-            outcome: Some(out),
-        })),
+        Err(error) => Err(out.failed(error, &card)),
     }
 }
 
 fn unblock<S: Session>(
     session: &mut S,
-    applet: &dyn Applet,
+    card: &mut Card,
     responder: &mut dyn Responder,
     opts: &Options,
     out: &mut Outcome,
 ) -> Result<(), Error> {
-    let mut card = CardContext {
+    let mut context = CardContext {
         info: out.card.clone(),
         ..CardContext::default()
     };
@@ -226,18 +287,22 @@ fn unblock<S: Session>(
     if responder.needs_preparation() || opts.mode.is_dry_run() {
         session.transaction(&mut |t| {
             let mut ch = Channel::new(t, opts.trace.clone());
+            let applet = card.identify(&mut ch, Some(&opts.mode), out)?;
             preflight(&mut ch, applet, &*responder, opts, out)
         })?;
         if opts.mode.is_dry_run() {
             return Ok(());
         }
         first_look = Some(out.card_id_raw.clone());
-        card.info.card_id = out.card.card_id.clone();
-        responder.prepare(&card)?;
+        context.info.card_id = out.card.card_id.clone();
+        responder.prepare(&context)?;
     }
 
     session.transaction(&mut |t| {
         let mut ch = Channel::new(t, opts.trace.clone());
+        // 0. The family (read-only SELECTs, first transaction only), and
+        // whether the run fits it (a PUK for PIV, the admin key for the rest).
+        let applet = card.identify(&mut ch, Some(&opts.mode), out)?;
         // 1-3. SELECT, tries, card id, key algorithm; refuse a blocked key,
         // the last try and unknown tries (unless allowed).
         preflight(&mut ch, applet, &*responder, opts, out)?;
@@ -252,7 +317,7 @@ fn unblock<S: Session>(
                 after: shown(&out.card_id_raw),
             });
         }
-        card.info.card_id = out.card.card_id.clone();
+        context.info.card_id = out.card.card_id.clone();
 
         // PIV: the PUK resets the PIN; no admin response at all.
         if let Mode::UnblockWithPuk { puk, new_pin } = opts.mode {
@@ -266,11 +331,11 @@ fn unblock<S: Session>(
         // 4. The challenge: single-use, it dies with the next command.
         let AdminChallenge { challenge, alg } = applet.get_challenge(&mut ch, out.key_alg)?;
         out.key_alg = Some(alg);
-        card.key_alg = alg;
+        context.key_alg = alg;
 
         // 5. The response, from the responder: no APDU until it is checked.
         responder.check_alg(alg)?;
-        let cryptogram = checked_response(&mut *responder, &challenge, &card)?;
+        let cryptogram = checked_response(&mut *responder, &challenge, &context)?;
 
         // 6. The admin response: sent once, whatever the card answers.
         out.response_sent = true;
@@ -289,49 +354,54 @@ fn unblock<S: Session>(
     })
 }
 
-/// Read the ATR, the counters and the card id; authenticate nothing (`info`).
+/// Read the ATR, the counters and the card id in one transaction;
+/// authenticate nothing (`info`, watch's look at each card). The card's applet
+/// comes back too, for a run that follows ([`Identify::Known`]).
 pub fn inspect<S: Session>(
     session: &mut S,
-    applet: &dyn Applet,
+    identify: Identify,
     trace: &Trace,
-) -> Result<Outcome, Box<Failure>> {
-    let mut out = Outcome::new(session, applet);
+) -> Result<(Outcome, Box<dyn Applet>), Box<Failure>> {
+    let mut out = Outcome::new(session);
+    let mut card = Card::new(identify, &mut out);
     let result = session
         .transaction(&mut |t| {
             let mut ch = Channel::new(t, trace.clone());
+            let applet = card.identify(&mut ch, None, &mut out)?;
             applet.select(&mut ch)?;
             out.admin_tries = applet.admin_tries(&mut ch)?;
             out.pin_tries_before = applet.pin_tries(&mut ch)?;
             if applet.unlock() == Unlock::Puk {
                 out.puk_tries = Some(applet.puk_tries(&mut ch)?);
             }
-            record_card_id(&mut out, applet.card_id(&mut ch)?, None)
+            record_card_id(&mut out, applet.card_id(&mut ch)?, None)?;
+            Ok(crate::card::for_profile(applet.profile().clone()))
         })
-        .map_err(|e| explained(e, applet));
+        .map_err(|e| explained(e, card.applet()));
     match result {
-        Ok(()) => Ok(out),
-        Err(error) => Err(Box::new(Failure {
-            error,
-            outcome: Some(out),
-        })),
+        Ok(applet) => Ok((out, applet)),
+        Err(error) => Err(out.failed(error, &card)),
     }
 }
 
 /// The family's hint attached to a card error ([`Applet::explain`]).
-fn explained(e: Error, applet: &dyn Applet) -> Error {
-    match e {
-        Error::Card {
-            step,
-            sw,
-            status,
-            hint: None,
-        } => Error::Card {
+fn explained(e: Error, applet: Option<&dyn Applet>) -> Error {
+    match (e, applet) {
+        (
+            Error::Card {
+                step,
+                sw,
+                status,
+                hint: None,
+            },
+            Some(applet),
+        ) => Error::Card {
             step,
             sw,
             status,
             hint: applet.explain(step, status),
         },
-        e => e,
+        (e, _) => e,
     }
 }
 
@@ -513,7 +583,7 @@ mod tests {
             card_id: None,
         };
         adjust(&mut o);
-        let r = run(&mut s, applet, &mut key, &o);
+        let r = run(&mut s, Identify::Known(applet), &mut key, &o);
         (s.transport, r)
     }
 
@@ -766,7 +836,7 @@ mod tests {
     fn the_family_must_fit_the_run() {
         let pin = secret("24681357");
         let piv = for_profile(CardProfile::piv());
-        let e = check_fit(piv.as_ref(), &Mode::Unblock { new_pin: &pin }, true).unwrap_err();
+        let e = check_fit(piv.as_ref(), &Mode::Unblock { new_pin: &pin }).unwrap_err();
         assert_eq!(e.class(), "wrong_card");
         assert!(e.to_string().contains("PUK"), "{e}");
         let gids = for_profile(CardProfile::gids());
@@ -777,14 +847,73 @@ mod tests {
                 puk: &puk,
                 new_pin: &pin,
             },
-            false,
         )
         .unwrap_err();
         assert_eq!(e.class(), "wrong_card");
-        assert!(check_fit(piv.as_ref(), &Mode::AuthOnly, true).is_ok());
+        assert!(check_fit(piv.as_ref(), &Mode::AuthOnly).is_ok());
         let short = secret("123");
-        let e = check_fit(gids.as_ref(), &Mode::Unblock { new_pin: &short }, true).unwrap_err();
+        let e = check_fit(gids.as_ref(), &Mode::Unblock { new_pin: &short }).unwrap_err();
         assert_eq!(e.exit_code(), 2);
+    }
+
+    /// The detection SELECTs (PIV, then GIDS) answered "not found": an ISO card.
+    fn detected_iso(t: ScriptedTransport) -> ScriptedTransport {
+        let mut d = ScriptedTransport::new()
+            .expect("00A4040009A0000003080000100000", "6A82")
+            .expect("00A4040009A0000003974254465900", "6A82");
+        d.script.extend(t.script);
+        d
+    }
+
+    /// Run with `--profile` not given: the flow detects the family itself.
+    fn play_detected(
+        t: ScriptedTransport,
+        mode: Mode,
+    ) -> (ScriptedTransport, Result<Outcome, Box<Failure>>) {
+        let mut s = ScriptedSession {
+            transport: t,
+            atr: vec![0x3B, 0x02, 0x14, 0x50],
+        };
+        let mut key = LocalKey::new(AdminKey::from_bytes(&[0; 24]).unwrap());
+        let opts = Options {
+            mode,
+            force_last_try: false,
+            allow_unknown_tries: false,
+            trace: Trace::off(),
+            card_id: None,
+        };
+        let choice = ProfileChoice::Detect { site: vec![] };
+        let r = run(&mut s, Identify::Find(&choice), &mut key, &opts);
+        (s.transport, r)
+    }
+
+    #[test]
+    fn detection_and_the_unblock_share_one_transaction() {
+        let pin = secret("24681357");
+        let t = detected_iso(challenge(card("63C5", "6983")))
+            .expect(&format!("0082000008{GOLDEN_RESPONSE}"), "9000")
+            .expect("002C0280083234363831333537", "9000")
+            .expect("00200080", "63C3");
+        let (t, r) = play_detected(t, Mode::Unblock { new_pin: &pin });
+        let out = r.unwrap();
+        assert!(t.done());
+        assert_eq!(t.transactions, 1);
+        assert_eq!(out.profile, "iso");
+        assert_eq!(out.profile_source, Some(ProfileSource::Detected));
+        assert!(out.pin_reset);
+    }
+
+    #[test]
+    fn a_detected_family_that_does_not_fit_stops_after_the_select() {
+        let pin = secret("24681357");
+        let t = ScriptedTransport::new().expect("00A4040009A0000003080000100000", "9000");
+        let (t, r) = play_detected(t, Mode::Unblock { new_pin: &pin });
+        let f = r.unwrap_err();
+        assert_eq!(f.error.class(), "wrong_card");
+        // Its tries were never read: no outcome to report them from.
+        assert!(f.outcome.is_none());
+        assert!(t.done());
+        assert_eq!(t.received.len(), 1);
     }
 
     #[test]
@@ -794,7 +923,7 @@ mod tests {
             atr: vec![0x3B, 0x02, 0x14, 0x50],
         };
         let applet = IsoApplet::new(CardProfile::iso());
-        let out = inspect(&mut s, &applet, &Trace::off()).unwrap();
+        let (out, _) = inspect(&mut s, Identify::Known(&applet), &Trace::off()).unwrap();
         assert_eq!(out.admin_tries, Tries::Left(5));
         assert_eq!(out.pin_tries_before, Tries::Left(3));
         assert!(!out.response_sent);

@@ -15,6 +15,8 @@ pub struct ScriptedTransport {
     pub script: std::collections::VecDeque<ScriptStep>,
     /// Every APDU received, in order.
     pub received: Vec<Vec<u8>>,
+    /// The transactions a [`ScriptedSession`] ran on it.
+    pub transactions: usize,
 }
 
 /// A transport fault a script can inject.
@@ -92,6 +94,7 @@ impl Session for ScriptedSession {
         &mut self,
         f: &mut dyn FnMut(&mut dyn Transport) -> Result<R, Error>,
     ) -> Result<R, Error> {
+        self.transport.transactions += 1;
         f(&mut self.transport)
     }
 }

@@ -525,7 +525,13 @@ fn reset_mid_transaction_scripted() {
             trace: Trace::off(),
             card_id: None,
         };
-        let f = flow::run(&mut session, &applet, &mut key, &opts).unwrap_err();
+        let f = flow::run(
+            &mut session,
+            flow::Identify::Known(&applet),
+            &mut key,
+            &opts,
+        )
+        .unwrap_err();
         assert_eq!(f.error.exit_code(), 3, "reset at step {at}: {}", f.error);
         assert!(
             f.error.to_string().contains("reset by another process"),

@@ -352,7 +352,12 @@ fn one_run(
         trace: Trace::off(),
         card_id: None,
     };
-    let result = flow::run(&mut session, &applet, responder, &opts);
+    let result = flow::run(
+        &mut session,
+        flow::Identify::Known(&applet),
+        responder,
+        &opts,
+    );
 
     let sent = &session.transport.received;
     reached.runs += 1;

@@ -172,7 +172,7 @@ fn drive_flow(sel: u8, opt: u8, card: FuzzCard) {
         trace: Trace::off(),
         card_id: None,
     };
-    let result = flow::run(&mut session, &applet, &mut key, &opts);
+    let result = flow::run(&mut session, flow::Identify::Known(&applet), &mut key, &opts);
     let log = &session.card.log;
     let cryptograms: Vec<usize> = (0..log.len())
         .filter(|&i| is_cryptogram(&log[i].0))

@@ -3,22 +3,16 @@
 use super::args::Global;
 use super::output::Reporter;
 use super::{connect, profiles, trace, CmdResult};
-use scunblock::flow;
+use scunblock::flow::{self, Identify};
 use scunblock::reader::ReaderSelector;
 
 pub(super) fn run(g: &Global, reporter: &Reporter) -> CmdResult {
     let profiles = profiles(g)?;
     let sel = ReaderSelector::parse(g.reader.as_deref())?;
     let mut conn = connect(g, &sel)?;
-    let result = flow::identify(&mut conn, &profiles, &trace(g))
-        .map_err(Box::<flow::Failure>::from)
-        .and_then(|(applet, source)| {
-            let mut o = flow::inspect(&mut conn, applet.as_ref(), &trace(g))?;
-            o.profile_source = Some(source);
-            Ok(o)
-        });
+    let result = flow::inspect(&mut conn, Identify::Find(&profiles), &trace(g));
     conn.close(false);
-    let outcome = result?;
+    let (outcome, _) = result?;
     reporter.info(&outcome);
     Ok(())
 }

@@ -10,7 +10,7 @@ use super::args::{AuthArgs, Global, PinArgs, PukArgs};
 use super::output::Reporter;
 use super::{cm_options_need_cm, connect, one_responder, profiles, prompt, trace, CmdResult};
 use scunblock::error::Error;
-use scunblock::flow::{self, Mode, Options};
+use scunblock::flow::{self, Identify, Mode, Options};
 use scunblock::ids::Guid;
 use scunblock::key_source::Use;
 use scunblock::reader::ReaderSelector;
@@ -71,26 +71,14 @@ pub(super) fn run(
         card_id,
     };
 
-    // 2. The card: its family, then the one flow.
+    // 2. The card: its family, then the one flow, in one transaction.
     let mut conn = connect(g, &sel)?;
-    let result = flow::identify(&mut conn, &profiles, &opts.trace)
-        .and_then(|(applet, source)| {
-            flow::check_fit(applet.as_ref(), &mode, key_given).map(|()| (applet, source))
-        })
-        .map_err(Box::<flow::Failure>::from)
-        .and_then(|(applet, source)| {
-            flow::run(&mut conn, applet.as_ref(), responder.as_mut(), &opts)
-                .map(|mut o| {
-                    o.profile_source = Some(source);
-                    o
-                })
-                .map_err(|mut f| {
-                    if let Some(o) = f.outcome.as_mut() {
-                        o.profile_source = Some(source);
-                    }
-                    f
-                })
-        });
+    let result = flow::run(
+        &mut conn,
+        Identify::Find(&profiles),
+        responder.as_mut(),
+        &opts,
+    );
     let authenticated = match &result {
         Ok(o) => o.response_sent || o.puk_sent,
         Err(f) => f

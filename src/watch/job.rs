@@ -13,7 +13,7 @@ use super::{ResponderFactory, Shared};
 use crate::card::{Applet, Tries, Unlock};
 use crate::card_info::CardInfo;
 use crate::error::Error;
-use crate::flow::{self, Mode, Options};
+use crate::flow::{self, Identify, Mode, Options};
 use crate::ids::Guid;
 use crate::reader::Connection;
 use crate::responder::CardContext;
@@ -241,23 +241,16 @@ fn inspect(shared: &Shared, job: &Job, conn: Option<&mut Connection>) -> Inspect
     };
     found.card = CardInfo::new(&job.reader, conn.atr());
     let trace = trace(shared, job);
-    let applet = match flow::identify(conn, &shared.profiles, &trace) {
-        Ok((applet, _)) => applet,
-        Err(e) => {
-            found.error = Some(e);
-            return found;
-        }
-    };
-    match flow::inspect(conn, applet.as_ref(), &trace) {
-        Ok(o) => {
+    match flow::inspect(conn, Identify::Find(&shared.profiles), &trace) {
+        Ok((o, applet)) => {
             found.pin_tries = o.pin_tries_before;
             found.admin_tries = o.admin_tries;
             found.card.card_id = o.card.card_id;
             found.card_id_raw = o.card_id_raw;
+            found.applet = Some(applet);
         }
         Err(f) => found.error = Some(f.error),
     }
-    found.applet = Some(applet);
     if found.error.is_none() {
         if let Some(cmd) = &shared.cfg.card_id_command {
             match card_id_from(shared, job, cmd, found.atr().as_deref()) {
@@ -416,7 +409,7 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
         trace: trace(shared, job),
         card_id: found.card_id_given.clone(),
     };
-    let result = flow::run(conn, applet, responder.as_mut(), &opts);
+    let result = flow::run(conn, Identify::Known(applet), responder.as_mut(), &opts);
     drop(opts);
     // The PIN (and PUK) stay registered with the scrubber until this card's last event is out.
     let sent = match result {
