@@ -563,46 +563,31 @@ fn classify(groups: &[InterfaceGroup]) -> Vec<InterfaceByte> {
     for g in groups {
         let t = g.for_protocol.unwrap_or(0);
         let mut first = |slot: usize| !std::mem::replace(&mut seen[slot], true);
-        let mut push = |letter, value, role| {
+        for (letter, value) in [('A', g.ta), ('B', g.tb), ('C', g.tc), ('D', g.td)] {
+            let Some(value) = value else { continue };
+            // A guard runs only when its letter, group and protocol match.
+            let role = match (letter, g.index, t) {
+                ('A', 1, _) => Role::FiDi,
+                ('A', 2, _) => Role::SpecificMode,
+                ('A', _, 1) if first(0) => Role::T1Ifsc,
+                ('A', _, 15) if first(3) => Role::T15ClockClass,
+                ('B', 1, _) => Role::Vpp1,
+                ('B', 2, _) => Role::Vpp2,
+                ('B', _, 1) if first(1) => Role::T1Waiting,
+                ('B', _, 15) if first(4) => Role::T15Spu,
+                ('C', 1, _) => Role::GuardTime,
+                ('C', 2, _) => Role::T0Wi,
+                ('C', _, 1) if first(2) => Role::T1ErrorDetection,
+                ('D', _, _) => Role::Structure,
+                _ => Role::Other(t),
+            };
             out.push(InterfaceByte {
                 letter,
                 index: g.index,
                 for_protocol: g.for_protocol,
                 value,
                 role,
-            })
-        };
-        if let Some(value) = g.ta {
-            let role = match (g.index, t) {
-                (1, _) => Role::FiDi,
-                (2, _) => Role::SpecificMode,
-                (_, 1) if first(0) => Role::T1Ifsc,
-                (_, 15) if first(3) => Role::T15ClockClass,
-                _ => Role::Other(t),
-            };
-            push('A', value, role);
-        }
-        if let Some(value) = g.tb {
-            let role = match (g.index, t) {
-                (1, _) => Role::Vpp1,
-                (2, _) => Role::Vpp2,
-                (_, 1) if first(1) => Role::T1Waiting,
-                (_, 15) if first(4) => Role::T15Spu,
-                _ => Role::Other(t),
-            };
-            push('B', value, role);
-        }
-        if let Some(value) = g.tc {
-            let role = match (g.index, t) {
-                (1, _) => Role::GuardTime,
-                (2, _) => Role::T0Wi,
-                (_, 1) if first(2) => Role::T1ErrorDetection,
-                _ => Role::Other(t),
-            };
-            push('C', value, role);
-        }
-        if let Some(value) = g.td {
-            push('D', value, Role::Structure);
+            });
         }
     }
     out
