@@ -394,16 +394,13 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn refuses_a_readable_secret_file() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("key");
-        std::fs::write(&p, "00").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        use crate::testing::{chmod, file_with_mode};
+        let (_dir, p) = file_with_mode("key", "00", 0o644);
         let err = read(&Source::File(&p), "admin key", false).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("chmod 600"), "{err}");
         assert!(read(&Source::File(&p), "admin key", true).is_ok());
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chmod(&p, 0o600);
         assert_eq!(
             &read(&Source::File(&p), "admin key", false).unwrap()[..],
             b"00"
