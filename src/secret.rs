@@ -164,6 +164,12 @@ pub fn read_regular_file(
     Ok(bytes)
 }
 
+/// [`read_regular_file`] for a file no file mode rule applies to (a
+/// certificate, a profile).
+pub fn read_public_file(path: &Path, what: &str, cap: u64) -> Result<Zeroizing<Vec<u8>>, Error> {
+    read_regular_file(path, what, cap, |_| Ok(()))
+}
+
 /// The most a keytab (`--keytab`) may hold; the GSSAPI library reads it.
 pub const KEYTAB_FILE_CAP: u64 = 1024 * 1024;
 
@@ -377,7 +383,7 @@ mod tests {
     #[test]
     fn refuses_devices_and_directories() {
         for p in ["/dev/zero", "/dev/null", "/"] {
-            let e = read_regular_file(Path::new(p), "CA", CERT_FILE_CAP, |_| Ok(())).unwrap_err();
+            let e = read_public_file(Path::new(p), "CA", CERT_FILE_CAP).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{p}");
             assert!(e.to_string().contains("not a regular file"), "{p}: {e}");
         }
