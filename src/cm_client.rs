@@ -135,12 +135,8 @@ impl CmClient {
             .tls_info(true)
             .user_agent(concat!("scunblock/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &cfg.ca_file {
-            let pem = crate::secret::read_regular_file(
-                ca,
-                "--cm-ca-file",
-                crate::secret::CERT_FILE_CAP,
-                |_| Ok(()),
-            )?;
+            let pem =
+                crate::secret::read_public_file(ca, "--cm-ca-file", crate::secret::CERT_FILE_CAP)?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 Error::usage(format!(
                     "--cm-ca-file {} holds no PEM certificate: {e}",
@@ -157,11 +153,10 @@ impl CmClient {
         }
         match (&cfg.client_cert, &cfg.client_key) {
             (Some(cert), Some(key)) => {
-                let mut pem = crate::secret::read_regular_file(
+                let mut pem = crate::secret::read_public_file(
                     cert,
                     "--cm-client-cert",
                     crate::secret::CERT_FILE_CAP,
-                    |_| Ok(()),
                 )?;
                 let key_pem =
                     crate::secret::read(&crate::secret::Source::File(key), "client key", false)?;

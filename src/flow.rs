@@ -776,14 +776,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn piv_resets_the_pin_with_the_puk_and_no_cryptogram() {
-        let t = ScriptedTransport::new()
+    /// A PIV card whose PIN is blocked: SELECT, then the PIN status.
+    fn piv_blocked_pin() -> ScriptedTransport {
+        ScriptedTransport::new()
             .expect("00A4040009A0000003080000100000", "9000")
             .expect("00200080", "6983")
+    }
+
+    /// The PIV preflight on a card without metadata: the PUK tries from an
+    /// empty VERIFY (unknown), and no CHUID.
+    fn piv_preflight() -> ScriptedTransport {
+        piv_blocked_pin()
             .expect("00F7008100", "6D00")
             .expect("00200081", "6A88")
             .expect("00CB3FFF055C035FC10200", "6A82")
+    }
+
+    #[test]
+    fn piv_resets_the_pin_with_the_puk_and_no_cryptogram() {
+        let t = piv_preflight()
             .expect(
                 "002C008010313233343536373832343638313335 37"
                     .replace(' ', "")
@@ -801,9 +812,7 @@ mod tests {
 
     #[test]
     fn piv_refuses_the_last_puk_try_without_the_flag() {
-        let t = ScriptedTransport::new()
-            .expect("00A4040009A0000003080000100000", "9000")
-            .expect("00200080", "6983")
+        let t = piv_blocked_pin()
             .expect("00F7008100", "0101FF060203019000")
             .expect("00CB3FFF055C035FC10200", "6A82");
         let piv = for_profile(CardProfile::piv());
@@ -816,13 +825,7 @@ mod tests {
 
     #[test]
     fn a_key_that_does_not_fit_the_cards_algorithm_sends_nothing() {
-        let t = ScriptedTransport::new()
-            .expect("00A4040009A0000003080000100000", "9000")
-            .expect("00200080", "6983")
-            .expect("00F7008100", "6D00")
-            .expect("00200081", "6A88")
-            .expect("00CB3FFF055C035FC10200", "6A82")
-            .expect("00F7009B00", "0101089000");
+        let t = piv_preflight().expect("00F7009B00", "0101089000");
         let piv = for_profile(CardProfile::piv());
         // A 24-byte key on a card whose 9B key is AES-128.
         let (t, r) = play_with(t, piv.as_ref(), 0, Run::Auth, |o| {

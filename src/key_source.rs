@@ -331,15 +331,12 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_token_pin_file_others_can_read_is_refused_even_when_allowed() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("pin");
-        std::fs::write(&p, "123456\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        use crate::testing::{chmod, file_with_mode};
+        let (_dir, p) = file_with_mode("pin", "123456\n", 0o644);
         let from = SecretFrom::File(p.clone());
         let e = SecretKind::TokenPin.read(&from, true).unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chmod(&p, 0o600);
         let pin = SecretKind::TokenPin.read(&from, false).unwrap();
         assert_eq!(&pin[..], b"123456");
     }

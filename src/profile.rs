@@ -391,12 +391,8 @@ impl CardProfile {
 
     /// Load a TOML profile file.
     pub fn load(path: &Path) -> Result<CardProfile, Error> {
-        let bytes = crate::secret::read_regular_file(
-            path,
-            "profile",
-            crate::secret::PROFILE_FILE_CAP,
-            |_| Ok(()),
-        )?;
+        let bytes =
+            crate::secret::read_public_file(path, "profile", crate::secret::PROFILE_FILE_CAP)?;
         let text = std::str::from_utf8(&bytes).map_err(|_| {
             Error::usage(format!("the profile {} is not UTF-8 text", path.display()))
         })?;

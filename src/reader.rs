@@ -709,26 +709,26 @@ mod tests {
 
     #[test]
     fn only_reads_may_run_again_after_a_reset() {
-        for apdu in [
-            &b"\x00\xA4\x04\x00\x02\x3F\x00"[..],
-            b"\x00\xCA\x01\x00\x00",
-            b"\x00\xCB\x3F\xFF\x02\x5C\x00",
-            b"\x00\x20\x00\x80",
-            b"\x00\x82\x00\x00",
-            b"\x00\xC0\x00\x00\x10",
+        // (APDU, whether it only reads)
+        for (apdu, read_only) in [
+            (&b"\x00\xA4\x04\x00\x02\x3F\x00"[..], true),
+            (b"\x00\xCA\x01\x00\x00", true),
+            (b"\x00\xCB\x3F\xFF\x02\x5C\x00", true),
+            (b"\x00\x20\x00\x80", true),
+            (b"\x00\x82\x00\x00", true),
+            (b"\x00\xC0\x00\x00\x10", true),
+            (b"\x00\x84\x00\x00\x08", false),
+            (
+                b"\x00\x82\x00\x00\x08\x17\x46\x6e\x76\x6e\x30\x3c\xb6",
+                false,
+            ),
+            (b"\x00\x20\x00\x80\x04\x31\x32\x33\x34", false),
+            (b"\x00\x2C\x02\x80\x04\x31\x32\x33\x34", false),
+            (b"\x00\x87\x03\x9B\x04\x7C\x02\x81\x00", false),
+            (b"\x00\x82\x00\x00\x00", false),
+            (b"", false),
         ] {
-            assert!(is_read_only(apdu), "{apdu:02X?}");
-        }
-        for apdu in [
-            &b"\x00\x84\x00\x00\x08"[..],
-            b"\x00\x82\x00\x00\x08\x17\x46\x6e\x76\x6e\x30\x3c\xb6",
-            b"\x00\x20\x00\x80\x04\x31\x32\x33\x34",
-            b"\x00\x2C\x02\x80\x04\x31\x32\x33\x34",
-            b"\x00\x87\x03\x9B\x04\x7C\x02\x81\x00",
-            b"\x00\x82\x00\x00\x00",
-            b"",
-        ] {
-            assert!(!is_read_only(apdu), "{apdu:02X?}");
+            assert_eq!(is_read_only(apdu), read_only, "{apdu:02X?}");
         }
     }
 

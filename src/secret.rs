@@ -164,6 +164,12 @@ pub fn read_regular_file(
     Ok(bytes)
 }
 
+/// [`read_regular_file`] for a file no file mode rule applies to (a
+/// certificate, a profile).
+pub fn read_public_file(path: &Path, what: &str, cap: u64) -> Result<Zeroizing<Vec<u8>>, Error> {
+    read_regular_file(path, what, cap, |_| Ok(()))
+}
+
 /// The most a keytab (`--keytab`) may hold; the GSSAPI library reads it.
 pub const KEYTAB_FILE_CAP: u64 = 1024 * 1024;
 
@@ -377,7 +383,7 @@ mod tests {
     #[test]
     fn refuses_devices_and_directories() {
         for p in ["/dev/zero", "/dev/null", "/"] {
-            let e = read_regular_file(Path::new(p), "CA", CERT_FILE_CAP, |_| Ok(())).unwrap_err();
+            let e = read_public_file(Path::new(p), "CA", CERT_FILE_CAP).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{p}");
             assert!(e.to_string().contains("not a regular file"), "{p}: {e}");
         }
@@ -394,16 +400,13 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn refuses_a_readable_secret_file() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("key");
-        std::fs::write(&p, "00").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        use crate::testing::{chmod, file_with_mode};
+        let (_dir, p) = file_with_mode("key", "00", 0o644);
         let err = read(&Source::File(&p), "admin key", false).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("chmod 600"), "{err}");
         assert!(read(&Source::File(&p), "admin key", true).is_ok());
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chmod(&p, 0o600);
         assert_eq!(
             &read(&Source::File(&p), "admin key", false).unwrap()[..],
             b"00"

@@ -98,3 +98,25 @@ impl Session for ScriptedSession {
         f(&mut self.transport)
     }
 }
+
+/// A file holding `contents`, with the Unix permissions `mode`, in a fresh
+/// temporary directory that lives as long as the returned guard.
+#[cfg(all(test, unix))]
+pub(crate) fn file_with_mode(
+    name: &str,
+    contents: &str,
+    mode: u32,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(name);
+    std::fs::write(&p, contents).unwrap();
+    chmod(&p, mode);
+    (dir, p)
+}
+
+/// Set a test file's Unix permissions.
+#[cfg(all(test, unix))]
+pub(crate) fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}

@@ -186,12 +186,16 @@ fn describe_status(s: &StatusIndicator) -> String {
     parts.join(", ")
 }
 
-fn bit_list(b: u8, bits: &[(u8, &str)]) -> String {
-    let set: Vec<&str> = bits
-        .iter()
+/// The names of the bits of `b` that are set, in the table's order.
+fn set_bits(b: u8, bits: &[(u8, &str)]) -> Vec<String> {
+    bits.iter()
         .filter(|(mask, _)| b & mask != 0)
-        .map(|(_, name)| *name)
-        .collect();
+        .map(|(_, name)| name.to_string())
+        .collect()
+}
+
+fn bit_list(b: u8, bits: &[(u8, &str)]) -> String {
+    let set = set_bits(b, bits);
     if set.is_empty() {
         "none".to_string()
     } else {
@@ -200,19 +204,13 @@ fn bit_list(b: u8, bits: &[(u8, &str)]) -> String {
 }
 
 fn describe_card_service(b: u8) -> String {
-    let mut parts = Vec::new();
-    if b & 0x80 != 0 {
-        parts.push("application selection by full DF name".to_string());
-    }
-    if b & 0x40 != 0 {
-        parts.push("application selection by partial DF name".to_string());
-    }
-    if b & 0x20 != 0 {
-        parts.push("BER-TLV data objects in EF.DIR".to_string());
-    }
-    if b & 0x10 != 0 {
-        parts.push("BER-TLV data objects in EF.ATR".to_string());
-    }
+    const SERVICES: [(u8, &str); 4] = [
+        (0x80, "application selection by full DF name"),
+        (0x40, "application selection by partial DF name"),
+        (0x20, "BER-TLV data objects in EF.DIR"),
+        (0x10, "BER-TLV data objects in EF.ATR"),
+    ];
+    let mut parts = set_bits(b, &SERVICES);
     parts.push(match (b >> 1) & 0x07 {
         0b100 => "EF.DIR/EF.ATR read by READ BINARY".to_string(),
         0b000 => "EF.DIR/EF.ATR read by READ RECORD(S)".to_string(),
@@ -263,16 +261,12 @@ fn describe_capabilities(value: &[u8], out: &mut Vec<String>) {
         ));
     }
     if let Some(&b) = value.get(2) {
-        let mut parts = Vec::new();
-        if b & 0x80 != 0 {
-            parts.push("command chaining".to_string());
-        }
-        if b & 0x40 != 0 {
-            parts.push("extended Lc and Le fields".to_string());
-        }
-        if b & 0x20 != 0 {
-            parts.push("extended length information in EF.ATR/INFO".to_string());
-        }
+        const LENGTHS: [(u8, &str); 3] = [
+            (0x80, "command chaining"),
+            (0x40, "extended Lc and Le fields"),
+            (0x20, "extended length information in EF.ATR/INFO"),
+        ];
+        let mut parts = set_bits(b, &LENGTHS);
         match (b >> 3) & 0x03 {
             0 => parts.push("no logical channels".to_string()),
             assign => {

@@ -563,46 +563,31 @@ fn classify(groups: &[InterfaceGroup]) -> Vec<InterfaceByte> {
     for g in groups {
         let t = g.for_protocol.unwrap_or(0);
         let mut first = |slot: usize| !std::mem::replace(&mut seen[slot], true);
-        let mut push = |letter, value, role| {
+        for (letter, value) in [('A', g.ta), ('B', g.tb), ('C', g.tc), ('D', g.td)] {
+            let Some(value) = value else { continue };
+            // A guard runs only when its letter, group and protocol match.
+            let role = match (letter, g.index, t) {
+                ('A', 1, _) => Role::FiDi,
+                ('A', 2, _) => Role::SpecificMode,
+                ('A', _, 1) if first(0) => Role::T1Ifsc,
+                ('A', _, 15) if first(3) => Role::T15ClockClass,
+                ('B', 1, _) => Role::Vpp1,
+                ('B', 2, _) => Role::Vpp2,
+                ('B', _, 1) if first(1) => Role::T1Waiting,
+                ('B', _, 15) if first(4) => Role::T15Spu,
+                ('C', 1, _) => Role::GuardTime,
+                ('C', 2, _) => Role::T0Wi,
+                ('C', _, 1) if first(2) => Role::T1ErrorDetection,
+                ('D', _, _) => Role::Structure,
+                _ => Role::Other(t),
+            };
             out.push(InterfaceByte {
                 letter,
                 index: g.index,
                 for_protocol: g.for_protocol,
                 value,
                 role,
-            })
-        };
-        if let Some(value) = g.ta {
-            let role = match (g.index, t) {
-                (1, _) => Role::FiDi,
-                (2, _) => Role::SpecificMode,
-                (_, 1) if first(0) => Role::T1Ifsc,
-                (_, 15) if first(3) => Role::T15ClockClass,
-                _ => Role::Other(t),
-            };
-            push('A', value, role);
-        }
-        if let Some(value) = g.tb {
-            let role = match (g.index, t) {
-                (1, _) => Role::Vpp1,
-                (2, _) => Role::Vpp2,
-                (_, 1) if first(1) => Role::T1Waiting,
-                (_, 15) if first(4) => Role::T15Spu,
-                _ => Role::Other(t),
-            };
-            push('B', value, role);
-        }
-        if let Some(value) = g.tc {
-            let role = match (g.index, t) {
-                (1, _) => Role::GuardTime,
-                (2, _) => Role::T0Wi,
-                (_, 1) if first(2) => Role::T1ErrorDetection,
-                _ => Role::Other(t),
-            };
-            push('C', value, role);
-        }
-        if let Some(value) = g.td {
-            push('D', value, Role::Structure);
+            });
         }
     }
     out
@@ -781,6 +766,9 @@ mod tests {
         atr.describe().iter().any(|l| l.contains(needle))
     }
 
+    // Real ATRs, from cards and from pcsc-tools' smartcard_list.txt. tests/pyscard.rs reads
+    // every constant between this line and "End of the real ATRs" and checks that pyscard's
+    // ATR parser, reading the ATR through pcscd, decodes it as we do.
     pub(super) const MS_VSC: &str = "3B 8D 01 80 FB A0 00 00 03 97 42 54 46 59 04 01 CF";
     pub(super) const YUBIKEY_5_NFC: &str =
         "3B FD 13 00 00 81 31 FE 15 80 73 C0 21 C0 57 59 75 62 69 4B 65 79 40";
@@ -791,6 +779,22 @@ mod tests {
         "3F FF 95 00 FF 91 81 71 A0 47 00 44 4E 41 53 50 30 31 30 20 52 65 76 41 32 30 48";
     const ATHENA_T0_INVERSE: &str = "3F 96 18 80 01 80 51 00 61 10 30 9F";
     pub(super) const GEMXPLORE: &str = "3F 2F 00 80 69 AF 03 07 01 59 00 00 0A 0E 83 3E 9F 16";
+    // smartcard_list.txt: "Yubico Yubikey 4 OTP+CCID".
+    const YUBIKEY_4: &str = "3B F8 13 00 00 81 31 FE 15 59 75 62 69 6B 65 79 34 D4";
+    // "Yubikey 5 NFC (via NFC)".
+    const YUBIKEY_5_NFC_CONTACTLESS: &str = "3B 8D 80 01 80 73 C0 21 C0 57 59 75 62 69 4B 65 79 F9";
+    // "NIST demo PIV card".
+    const NIST_PIV_DEMO: &str = "3B 8F 80 01 80 73 CC 91 CB F9 A0 00 00 03 08 00 00 10 00 29";
+    // "Gemalto IDPrime MD 840" (T=0 only: no TD1, no TCK).
+    const IDPRIME_MD_840: &str = "3B 7F 96 00 00 80 31 80 65 B0 85 03 00 EF 12 0F FE 82 90 00";
+    // "IDPrime 930 FIPS Level 2 (T=1 CT=96)".
+    const IDPRIME_930: &str =
+        "3B FF 96 00 00 81 31 FE 43 80 31 80 65 B0 84 61 60 FB 12 0F FD 82 90 00 0C";
+    // "HID Global - Crescendo C2300": TD3 names T=15 (global bytes in TA4).
+    const CRESCENDO_C2300: &str = "3B D5 96 FF 81 91 FE 1F C3 43 32 33 30 30 CC";
+    // "Crescendo Key (USB Type-A)".
+    const CRESCENDO_KEY: &str = "3B D9 96 FF 81 91 FE 1F C3 43 32 33 30 30 2D 4B 45 59 BA";
+    // End of the real ATRs.
 
     #[test]
     fn microsoft_virtual_smart_card() {
@@ -1015,6 +1019,41 @@ mod tests {
             &a,
             "T0 = 02: Y1 = 0000 (no interface bytes follow), K = 2"
         ));
+    }
+
+    #[test]
+    fn atrs_of_the_piv_idprime_and_crescendo_cards() {
+        // (ATR, protocols, TA1, TCK)
+        for (hex, protocols, ta1, tck) in [
+            (YUBIKEY_4, vec![1], Some(0x13), Some(0xD4)),
+            (YUBIKEY_5_NFC_CONTACTLESS, vec![0, 1], None, Some(0xF9)),
+            (NIST_PIV_DEMO, vec![0, 1], None, Some(0x29)),
+            (IDPRIME_MD_840, vec![0], Some(0x96), None),
+            (IDPRIME_930, vec![1], Some(0x96), Some(0x0C)),
+            (CRESCENDO_C2300, vec![1], Some(0x96), Some(0xCC)),
+            (CRESCENDO_KEY, vec![1], Some(0x96), Some(0xBA)),
+        ] {
+            let a = parsed(hex);
+            assert_eq!(a.hex(), hex);
+            assert_eq!(a.protocols(), protocols, "{hex}");
+            assert_eq!(a.interface_groups()[0].ta, ta1, "{hex}");
+            assert_eq!(a.historical().len(), usize::from(a.historical_count()));
+            assert_eq!(a.tck(), tck, "{hex}");
+            let status = if tck.is_some() {
+                TckStatus::Ok
+            } else {
+                TckStatus::NotRequired
+            };
+            assert_eq!(a.tck_status(), status, "{hex}");
+        }
+        assert_eq!(parsed(YUBIKEY_4).historical(), b"Yubikey4");
+        assert_eq!(parsed(CRESCENDO_KEY).historical(), b"C2300-KEY");
+        // TD3 = 1F names T=15: TA4 = C3 is the clock stop and classes byte, not a protocol.
+        let p = parsed(CRESCENDO_C2300).parameters().clone();
+        assert_eq!(p.clock_stop, Some(ClockStop::NoPreference));
+        assert_eq!(p.classes, Some(vec!['A', 'B']));
+        // TA1 = 96: Fi code 9 -> 512, Di code 6 -> 32.
+        assert_eq!((p.fi, p.di), (Some(512), Some(32)));
     }
 
     #[test]

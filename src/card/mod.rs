@@ -133,26 +133,44 @@ pub fn for_profile(profile: CardProfile) -> Box<dyn Applet> {
     }
 }
 
-/// The admin answer to a response, decoded the way every family shares:
-/// 9000 ok; 63Cx rejected with x tries left; 6983 (or 63C0) blocked; the
-/// family's own rejection words (`rejected`) rejected with the count unknown.
+/// How a card answered a command that spends a try (an admin response, a
+/// PUK), decoded the way every family shares: 9000 accepted; 63Cx rejected
+/// with x tries left; 6983 (or 63C0) blocked; the family's own rejection
+/// words (`rejected`) rejected with the count unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TryAnswer {
+    Accepted,
+    Blocked,
+    Rejected(Tries),
+    /// Any other status word: the caller decides.
+    Other,
+}
+
+pub(crate) fn try_answer(r: &crate::apdu::Response, rejected: &[Status]) -> TryAnswer {
+    match r.status() {
+        Status::Success => TryAnswer::Accepted,
+        Status::TriesLeft(0) | Status::Blocked => TryAnswer::Blocked,
+        Status::TriesLeft(n) => TryAnswer::Rejected(Tries::Left(n)),
+        status if rejected.contains(&status) => TryAnswer::Rejected(Tries::Unknown),
+        _ => TryAnswer::Other,
+    }
+}
+
+/// The admin answer to a response ([`try_answer`]); any other status word
+/// is a card error of `step`.
 pub(crate) fn admin_verdict(
     step: Step,
     r: &crate::apdu::Response,
     rejected: &[Status],
 ) -> Result<(), Error> {
-    match r.status() {
-        Status::Success => Ok(()),
-        Status::TriesLeft(0) | Status::Blocked => Err(Error::AdminBlocked { sw: Some(r.sw) }),
-        Status::TriesLeft(n) => Err(Error::AdminRejected {
+    match try_answer(r, rejected) {
+        TryAnswer::Accepted => Ok(()),
+        TryAnswer::Blocked => Err(Error::AdminBlocked { sw: Some(r.sw) }),
+        TryAnswer::Rejected(tries_left) => Err(Error::AdminRejected {
             sw: r.sw,
-            tries_left: Tries::Left(n),
+            tries_left,
         }),
-        status if rejected.contains(&status) => Err(Error::AdminRejected {
-            sw: r.sw,
-            tries_left: Tries::Unknown,
-        }),
-        _ => Err(Error::card(step, r)),
+        TryAnswer::Other => Err(Error::card(step, r)),
     }
 }
 

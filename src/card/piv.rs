@@ -18,7 +18,9 @@
 
 use crate::admin_key::{Challenge, Cryptogram, KeyAlg};
 use crate::apdu::{ins, Command, Status};
-use crate::card::{admin_verdict, pin_verdict, AdminChallenge, Applet, Tries, Unlock};
+use crate::card::{
+    admin_verdict, pin_verdict, try_answer, AdminChallenge, Applet, Tries, TryAnswer, Unlock,
+};
 use crate::error::{Error, Step};
 use crate::ids::CardId;
 use crate::iso7816;
@@ -197,18 +199,15 @@ impl Applet for PivApplet {
             .sensitive(data)
             .spends_try();
         let r = ch.send(&cmd)?;
-        match r.status() {
-            Status::Success => Ok(()),
-            Status::TriesLeft(0) | Status::Blocked => Err(Error::PukBlocked { sw: Some(r.sw) }),
-            Status::TriesLeft(n) => Err(Error::PukRejected {
+        // A PUK the card refuses with 6982 is rejected; any other word is about the new PIN.
+        match try_answer(&r, &[Status::SecurityNotSatisfied]) {
+            TryAnswer::Accepted => Ok(()),
+            TryAnswer::Blocked => Err(Error::PukBlocked { sw: Some(r.sw) }),
+            TryAnswer::Rejected(tries_left) => Err(Error::PukRejected {
                 sw: r.sw,
-                tries_left: Tries::Left(n),
+                tries_left,
             }),
-            Status::SecurityNotSatisfied => Err(Error::PukRejected {
-                sw: r.sw,
-                tries_left: Tries::Unknown,
-            }),
-            _ => pin_verdict(Step::ResetRetryCounter, &r, || self.pin_tries(ch)),
+            TryAnswer::Other => pin_verdict(Step::ResetRetryCounter, &r, || self.pin_tries(ch)),
         }
     }
 }

@@ -52,24 +52,23 @@ impl Pkcs11Uri {
             None => (rest, None),
         };
         let mut uri = Pkcs11Uri::default();
+        // Every attribute once, in the path or the query.
         let mut seen: Vec<String> = Vec::new();
-        for attr in path.split(';').filter(|a| !a.is_empty()) {
+        let mut split_new = |attr: &str| -> Result<(String, Vec<u8>), Error> {
             let (name, value) = split_attr(attr).map_err(&bad)?;
             if seen.contains(&name) {
                 return Err(bad(format!("the attribute `{name}` appears twice")));
             }
             seen.push(name.clone());
+            Ok((name, value))
+        };
+        for attr in path.split(';').filter(|a| !a.is_empty()) {
+            let (name, value) = split_new(attr)?;
             uri.set_path_attr(&name, value).map_err(&bad)?;
         }
-        if let Some(q) = query {
-            for attr in q.split('&').filter(|a| !a.is_empty()) {
-                let (name, value) = split_attr(attr).map_err(&bad)?;
-                if seen.contains(&name) {
-                    return Err(bad(format!("the attribute `{name}` appears twice")));
-                }
-                seen.push(name.clone());
-                uri.set_query_attr(&name, value).map_err(&bad)?;
-            }
+        for attr in query.unwrap_or("").split('&').filter(|a| !a.is_empty()) {
+            let (name, value) = split_new(attr)?;
+            uri.set_query_attr(&name, value).map_err(&bad)?;
         }
         if uri.object.is_none() && uri.id.is_none() {
             return Err(bad(

@@ -349,21 +349,16 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
     );
 
     // The new PIN from the front end (and the PUK, for a PIV card).
-    let secrets =
-        new_pin(shared, job, applet, &atr, found.card.card_id.as_deref()).and_then(|pin| {
-            let puk = if puk_unlock {
-                Some(puk(
-                    shared,
-                    job,
-                    applet,
-                    &atr,
-                    found.card.card_id.as_deref(),
-                )?)
-            } else {
-                None
-            };
-            Ok((pin, puk))
-        });
+    let card_id = found.card.card_id.as_deref();
+    let ask_for = |asked: &Asked| ask(shared, job, asked, applet, &atr, card_id);
+    let secrets = ask_for(&NEW_PIN).and_then(|pin| {
+        let puk = if puk_unlock {
+            Some(ask_for(&PUK)?)
+        } else {
+            None
+        };
+        Ok((pin, puk))
+    });
     let (pin, puk) = match secrets {
         Ok(pin) => pin,
         Err(PinProblem::Removed) => {
@@ -544,77 +539,61 @@ enum PinProblem {
     Skip(&'static str, String),
 }
 
-/// Run `--new-pin-command` and check what it printed against the profile.
-fn new_pin(
+/// A secret the watcher reads from a front-end command and checks against
+/// the profile: the new PIN, or the PUK of a PIV card.
+struct Asked {
+    /// The option that names the command.
+    option: &'static str,
+    command: fn(&super::Config) -> Option<&str>,
+    /// The skip reasons: no command given, the command failed, it timed
+    /// out, what it printed does not fit the profile.
+    not_given: &'static str,
+    failed: &'static str,
+    timeout: &'static str,
+    invalid: &'static str,
+    /// The policy check, and the secret's name in its message.
+    check: fn(&dyn Applet, &Pin) -> Result<(), Error>,
+    noun: &'static str,
+}
+
+/// `--new-pin-command`, checked against the profile's PIN policy.
+const NEW_PIN: Asked = Asked {
+    option: "--new-pin-command",
+    command: |cfg| cfg.new_pin_command.as_deref(),
+    not_given: "new_pin_command_failed",
+    failed: "new_pin_command_failed",
+    timeout: "new_pin_command_timeout",
+    invalid: "new_pin_invalid",
+    check: |applet, pin| applet.check_pin(pin),
+    noun: "new PIN",
+};
+
+/// `--puk-command` (PIV cards), checked against the profile's policy.
+const PUK: Asked = Asked {
+    option: "--puk-command",
+    command: |cfg| cfg.puk_command.as_deref(),
+    not_given: "needs_puk",
+    failed: "puk_command_failed",
+    timeout: "puk_command_timeout",
+    invalid: "puk_invalid",
+    check: |applet, puk| applet.profile().check_secret(puk, "PUK"),
+    noun: "PUK",
+};
+
+/// Run the command of `asked` and check what it printed.
+fn ask(
     shared: &Shared,
     job: &Job,
+    asked: &Asked,
     applet: &dyn Applet,
     atr: &str,
     card_id: Option<&str>,
 ) -> Result<Pin, PinProblem> {
-    let Some(cmd) = shared.cfg.new_pin_command.as_deref() else {
+    let Some(cmd) = (asked.command)(&shared.cfg) else {
         return Err(PinProblem::Skip(
-            "new_pin_command_failed",
-            "no --new-pin-command".into(),
+            asked.not_given,
+            format!("no {}", asked.option),
         ));
-    };
-    let pin = secret_from(
-        shared,
-        job,
-        cmd,
-        atr,
-        card_id,
-        "new_pin",
-        "--new-pin-command",
-    )?;
-    if let Err(e) = applet.check_pin(&pin) {
-        return Err(PinProblem::Skip(
-            "new_pin_invalid",
-            format!("the new PIN: {e}"),
-        ));
-    }
-    Ok(pin)
-}
-
-/// Run `--puk-command` (PIV cards) and check what it printed against the
-/// profile's policy.
-fn puk(
-    shared: &Shared,
-    job: &Job,
-    applet: &dyn Applet,
-    atr: &str,
-    card_id: Option<&str>,
-) -> Result<Pin, PinProblem> {
-    let Some(cmd) = shared.cfg.puk_command.as_deref() else {
-        return Err(PinProblem::Skip("needs_puk", "no --puk-command".into()));
-    };
-    let puk = secret_from(shared, job, cmd, atr, card_id, "puk", "--puk-command")?;
-    if let Err(e) = applet.profile().check_secret(&puk, "PUK") {
-        return Err(PinProblem::Skip("puk_invalid", format!("the PUK: {e}")));
-    }
-    Ok(puk)
-}
-
-/// A secret printed by a helper command. Skip reasons are `<what>_command_failed`,
-/// `<what>_command_timeout` and `<what>_invalid`.
-fn secret_from(
-    shared: &Shared,
-    job: &Job,
-    cmd: &str,
-    atr: &str,
-    card_id: Option<&str>,
-    what: &'static str,
-    option: &str,
-) -> Result<Pin, PinProblem> {
-    let reason = |suffix: &str| -> &'static str {
-        match (what, suffix) {
-            ("puk", "failed") => "puk_command_failed",
-            ("puk", "timeout") => "puk_command_timeout",
-            ("puk", _) => "puk_invalid",
-            (_, "failed") => "new_pin_command_failed",
-            (_, "timeout") => "new_pin_command_timeout",
-            _ => "new_pin_invalid",
-        }
     };
     let spec = command::Spec {
         command: cmd,
@@ -622,6 +601,7 @@ fn secret_from(
         hidden_env: &shared.cfg.hidden_env,
         timeout: shared.cfg.new_pin_timeout,
     };
+    let option = asked.option;
     let pin = match command::run(&spec, &|| new_pin_stop(shared, job)) {
         Ok(out) => {
             let pin = Pin::new(zeroize::Zeroizing::new(
@@ -632,20 +612,23 @@ fn secret_from(
         }
         Err(CommandFailure::Stopped(_)) if job.is_removed() => return Err(PinProblem::Removed),
         Err(e @ CommandFailure::TimedOut(_)) => {
-            return Err(PinProblem::Skip(
-                reason("timeout"),
-                format!("{option}: {e}"),
-            ))
+            return Err(PinProblem::Skip(asked.timeout, format!("{option}: {e}")))
         }
         Err(CommandFailure::Stopped(why)) => {
             return Err(PinProblem::Skip("shutting_down", format!("{option} {why}")))
         }
-        Err(e) => return Err(PinProblem::Skip(reason("failed"), format!("{option}: {e}"))),
+        Err(e) => return Err(PinProblem::Skip(asked.failed, format!("{option}: {e}"))),
     };
     if pin.is_empty() {
         return Err(PinProblem::Skip(
-            reason("invalid"),
+            asked.invalid,
             format!("{option} printed nothing"),
+        ));
+    }
+    if let Err(e) = (asked.check)(applet, &pin) {
+        return Err(PinProblem::Skip(
+            asked.invalid,
+            format!("the {}: {e}", asked.noun),
         ));
     }
     Ok(pin)
