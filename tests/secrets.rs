@@ -471,7 +471,9 @@ fn no_option_takes_a_secret_value() {
     // URI: --pkcs11-key names the key object in its token; a URI carrying the token PIN
     // (pin-value, pin-source) is refused with exit 2 (tests/pkcs11.rs). ALG: --key-alg.
     let where_names = ["PATH", "VAR", "PEM", "CMD", "SECS", "URI", "ALG"];
-    let cli = cli_args::Cli::command();
+    let mut cli = cli_args::Cli::command();
+    // The subcommands' arguments are deferred (args.rs): build them all.
+    cli.build();
     let mut commands = vec![cli.clone()];
     commands.extend(cli.get_subcommands().cloned());
     let mut checked = 0;
