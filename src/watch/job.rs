@@ -350,10 +350,10 @@ fn unblock(shared: &Shared, job: &Job, conn: &mut Connection, found: &Inspection
 
     // The new PIN from the front end (and the PUK, for a PIV card).
     let card_id = found.card.card_id.as_deref();
-    let ask_for = |asked: &Asked| ask(shared, job, asked, applet, &atr, card_id);
-    let secrets = ask_for(&NEW_PIN).and_then(|pin| {
+    let ask_for = |asked| ask(shared, job, asked, applet, &atr, card_id);
+    let secrets = ask_for(Asked::NewPin).and_then(|pin| {
         let puk = if puk_unlock {
-            Some(ask_for(&PUK)?)
+            Some(ask_for(Asked::Puk)?)
         } else {
             None
         };
@@ -541,58 +541,71 @@ enum PinProblem {
 
 /// A secret the watcher reads from a front-end command and checks against
 /// the profile: the new PIN, or the PUK of a PIV card.
-struct Asked {
-    /// The option that names the command.
-    option: &'static str,
-    command: fn(&super::Config) -> Option<&str>,
-    /// The skip reasons: no command given, the command failed, it timed
-    /// out, what it printed does not fit the profile.
-    not_given: &'static str,
-    failed: &'static str,
-    timeout: &'static str,
-    invalid: &'static str,
-    /// The policy check, and the secret's name in its message.
-    check: fn(&dyn Applet, &Pin) -> Result<(), Error>,
-    noun: &'static str,
+#[derive(Clone, Copy)]
+enum Asked {
+    NewPin,
+    Puk,
 }
 
-/// `--new-pin-command`, checked against the profile's PIN policy.
-const NEW_PIN: Asked = Asked {
-    option: "--new-pin-command",
-    command: |cfg| cfg.new_pin_command.as_deref(),
-    not_given: "new_pin_command_failed",
-    failed: "new_pin_command_failed",
-    timeout: "new_pin_command_timeout",
-    invalid: "new_pin_invalid",
-    check: |applet, pin| applet.check_pin(pin),
-    noun: "new PIN",
-};
+/// How asking can fail; each secret has its own skip reason for each
+/// (docs/kiosk.md).
+#[derive(Clone, Copy)]
+enum Why {
+    NotGiven,
+    Failed,
+    TimedOut,
+    Invalid,
+}
 
-/// `--puk-command` (PIV cards), checked against the profile's policy.
-const PUK: Asked = Asked {
-    option: "--puk-command",
-    command: |cfg| cfg.puk_command.as_deref(),
-    not_given: "needs_puk",
-    failed: "puk_command_failed",
-    timeout: "puk_command_timeout",
-    invalid: "puk_invalid",
-    check: |applet, puk| applet.profile().check_secret(puk, "PUK"),
-    noun: "PUK",
-};
+impl Asked {
+    /// The option that names the command, and the command given.
+    fn command(self, cfg: &super::Config) -> (&'static str, Option<&str>) {
+        match self {
+            Asked::NewPin => ("--new-pin-command", cfg.new_pin_command.as_deref()),
+            Asked::Puk => ("--puk-command", cfg.puk_command.as_deref()),
+        }
+    }
+
+    fn reason(self, why: Why) -> &'static str {
+        match (self, why) {
+            (Asked::NewPin, Why::NotGiven | Why::Failed) => "new_pin_command_failed",
+            (Asked::NewPin, Why::TimedOut) => "new_pin_command_timeout",
+            (Asked::NewPin, Why::Invalid) => "new_pin_invalid",
+            (Asked::Puk, Why::NotGiven) => "needs_puk",
+            (Asked::Puk, Why::Failed) => "puk_command_failed",
+            (Asked::Puk, Why::TimedOut) => "puk_command_timeout",
+            (Asked::Puk, Why::Invalid) => "puk_invalid",
+        }
+    }
+
+    /// The profile's policy for this secret.
+    fn check(self, applet: &dyn Applet, secret: &Pin) -> Result<(), String> {
+        match self {
+            Asked::NewPin => applet
+                .check_pin(secret)
+                .map_err(|e| format!("the new PIN: {e}")),
+            Asked::Puk => applet
+                .profile()
+                .check_secret(secret, "PUK")
+                .map_err(|e| format!("the PUK: {e}")),
+        }
+    }
+}
 
 /// Run the command of `asked` and check what it printed.
 fn ask(
     shared: &Shared,
     job: &Job,
-    asked: &Asked,
+    asked: Asked,
     applet: &dyn Applet,
     atr: &str,
     card_id: Option<&str>,
 ) -> Result<Pin, PinProblem> {
-    let Some(cmd) = (asked.command)(&shared.cfg) else {
+    let (option, cmd) = asked.command(&shared.cfg);
+    let Some(cmd) = cmd else {
         return Err(PinProblem::Skip(
-            asked.not_given,
-            format!("no {}", asked.option),
+            asked.reason(Why::NotGiven),
+            format!("no {option}"),
         ));
     };
     let spec = command::Spec {
@@ -601,7 +614,6 @@ fn ask(
         hidden_env: &shared.cfg.hidden_env,
         timeout: shared.cfg.new_pin_timeout,
     };
-    let option = asked.option;
     let pin = match command::run(&spec, &|| new_pin_stop(shared, job)) {
         Ok(out) => {
             let pin = Pin::new(zeroize::Zeroizing::new(
@@ -612,24 +624,29 @@ fn ask(
         }
         Err(CommandFailure::Stopped(_)) if job.is_removed() => return Err(PinProblem::Removed),
         Err(e @ CommandFailure::TimedOut(_)) => {
-            return Err(PinProblem::Skip(asked.timeout, format!("{option}: {e}")))
+            return Err(PinProblem::Skip(
+                asked.reason(Why::TimedOut),
+                format!("{option}: {e}"),
+            ))
         }
         Err(CommandFailure::Stopped(why)) => {
             return Err(PinProblem::Skip("shutting_down", format!("{option} {why}")))
         }
-        Err(e) => return Err(PinProblem::Skip(asked.failed, format!("{option}: {e}"))),
+        Err(e) => {
+            return Err(PinProblem::Skip(
+                asked.reason(Why::Failed),
+                format!("{option}: {e}"),
+            ))
+        }
     };
     if pin.is_empty() {
         return Err(PinProblem::Skip(
-            asked.invalid,
+            asked.reason(Why::Invalid),
             format!("{option} printed nothing"),
         ));
     }
-    if let Err(e) = (asked.check)(applet, &pin) {
-        return Err(PinProblem::Skip(
-            asked.invalid,
-            format!("the {}: {e}", asked.noun),
-        ));
+    if let Err(why) = asked.check(applet, &pin) {
+        return Err(PinProblem::Skip(asked.reason(Why::Invalid), why));
     }
     Ok(pin)
 }
