@@ -342,8 +342,8 @@ fn watch_never_prints_a_secret() {
     other.wait_state(Duration::from_secs(20), |st| st["ext_auth_with_data"] == 1);
     std::thread::sleep(Duration::from_millis(500));
     let out = stop(&mut child);
-    assert!(out.stdout.contains("unblock_succeeded"), "{}", out.stdout);
-    assert!(out.stdout.contains("unblock_failed"), "{}", out.stdout);
+    out.stdout_has("unblock_succeeded");
+    out.stdout_has("unblock_failed");
     assert_clean("scunblock watch", &out.all());
     let inherited = std::fs::read_to_string(&env_dump).unwrap();
     assert!(!inherited.contains("SC_KEY"), "{inherited}");
@@ -421,24 +421,17 @@ fn readable_secret_files_are_refused() {
         chmod(&key, mode);
         let r = run(&["auth", "--admin-key-file", k]);
         r.expect(2);
-        assert!(
-            r.stderr.contains(&format!("has mode {mode:03o}"))
-                && r.stderr.contains("chmod 600")
-                && r.stderr.contains("--allow-insecure-key-file"),
-            "{}",
-            r.stderr
-        );
+        r.stderr_has(&format!("has mode {mode:03o}"))
+            .stderr_has("chmod 600")
+            .stderr_has("--allow-insecure-key-file");
         // The override is explicit; it gets as far as the (absent) PC/SC service.
         run(&["auth", "--admin-key-file", k, "--allow-insecure-key-file"]).expect(3);
 
         chmod(&pin, mode);
         let r = run(&["unblock", "--admin-key-env", "K", "--new-pin-file", p]);
         r.expect(2);
-        assert!(
-            r.stderr.contains("chmod 600") && r.stderr.contains("--allow-insecure-pin-file"),
-            "{}",
-            r.stderr
-        );
+        r.stderr_has("chmod 600")
+            .stderr_has("--allow-insecure-pin-file");
 
         chmod(&token, mode);
         let r = run(&[
@@ -451,7 +444,7 @@ fn readable_secret_files_are_refused() {
             t,
         ]);
         r.expect(2);
-        assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+        r.stderr_has("chmod 600");
         assert!(!r.stderr.contains("--allow-insecure"), "{}", r.stderr);
     }
     chmod(&key, 0o600);

@@ -91,7 +91,7 @@ fn wrong_key_spends_exactly_one_try() {
     let key = b.key(&"0123456789abcdef".repeat(3));
     let r = b.unblock(&key, &[]);
     r.expect(4);
-    assert!(r.stderr.contains("4 admin tries left"), "{}", r.stderr);
+    r.stderr_has("4 admin tries left");
     let state = card.state();
     assert_eq!(state["admin_tries"], 4);
     assert_eq!(cryptograms(&state), 1);
@@ -107,7 +107,7 @@ fn blocked_admin_key_exits_5_without_a_cryptogram() {
         .insert(0, &["--admin-tries", "0", "--pin-tries", "0"]);
     let r = b.unblock(&b.key(ZERO_KEY), &[]);
     r.expect(5);
-    assert!(r.stderr.contains("blocked"), "{}", r.stderr);
+    r.stderr_has("blocked");
     let state = card.state();
     assert_eq!(cryptograms(&state), 0);
     assert!(
@@ -125,11 +125,11 @@ fn last_admin_try_needs_the_flag() {
     let key = b.key(ZERO_KEY);
     let r = b.unblock(&key, &[]);
     r.expect(5);
-    assert!(r.stderr.contains("--force-last-try"), "{}", r.stderr);
+    r.stderr_has("--force-last-try");
     assert_eq!(cryptograms(&card.state()), 0);
     let r = b.unblock(&key, &["--force-last-try"]);
     r.expect(0);
-    assert!(r.stderr.contains("LAST admin try"), "{}", r.stderr);
+    r.stderr_has("LAST admin try");
     assert_eq!(card.state()["admin_tries"], 5);
 }
 
@@ -172,7 +172,7 @@ fn card_removed_after_get_challenge_exits_3() {
         .insert(0, &["--vanish-after", "4", "--pin-tries", "0"]);
     let r = b.unblock(&b.key(ZERO_KEY), &[]);
     r.expect(3);
-    assert!(r.stderr.contains("removed"), "{}", r.stderr);
+    r.stderr_has("removed");
     let state = card.state();
     assert_eq!(
         state["admin_tries"], 5,
@@ -339,7 +339,7 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
     // CM options without --cm are refused, not silently ignored.
     let r = b.unblock(&key, &["--request-id", "x"]);
     r.expect(2);
-    assert!(r.stderr.contains("need --cm"), "{}", r.stderr);
+    r.stderr_has("need --cm");
     assert!(
         apdus(&card.state()).is_empty(),
         "{:?}",
@@ -375,7 +375,7 @@ fn no_pcscd_exits_3_naming_pcscd() {
         None,
     );
     r.expect(3);
-    assert!(r.stderr.contains("pcscd"), "{}", r.stderr);
+    r.stderr_has("pcscd");
     let r = scunblock(Some(&sock), &["readers", "--json"], &[], None);
     r.expect(3);
     assert_eq!(r.json()["exit_code"], 3);
@@ -391,8 +391,8 @@ fn trace_and_every_output_keep_secrets_out() {
     let key = b.key(key_hex);
     let r = b.unblock(&key, &["--trace", "-v", "--json"]);
     r.expect(0);
-    assert!(r.stderr.contains("REDACTED"), "{}", r.stderr);
-    assert!(r.stderr.contains("apdu > 00 84 00 00 08"), "{}", r.stderr);
+    r.stderr_has("REDACTED");
+    r.stderr_has("apdu > 00 84 00 00 08");
     assert_eq!(card.state()["pin"], PIN);
     let out = r.all();
     for secret in common::secrets::forms(&hex::decode(key_hex).unwrap())
@@ -426,8 +426,8 @@ fn readers_and_info_on_the_virtual_reader() {
     assert_eq!(doc["admin_tries"], 5);
     let r = b.run(&["info"]);
     r.expect(0);
-    assert!(r.stdout.contains("PIN tries:    2"), "{}", r.stdout);
-    assert!(r.stdout.contains("TCK"), "{}", r.stdout);
+    r.stdout_has("PIN tries:    2");
+    r.stdout_has("TCK");
     assert_eq!(cryptograms(&card.state()), 0, "info authenticates nothing");
 }
 
@@ -438,11 +438,8 @@ fn reader_selection() {
     b.stack.insert(1, &["--pin-tries", "1"]);
     let r = b.run(&["info"]);
     r.expect(2);
-    assert!(
-        r.stderr.contains(&b.stack.reader_name(0)) && r.stderr.contains(&b.stack.reader_name(1)),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has(&b.stack.reader_name(0))
+        .stderr_has(&b.stack.reader_name(1));
     let by_index = b.run(&["info", "--json", "--reader", "1"]);
     assert_eq!(by_index.expect(0).json()["pin_tries_before"], 1);
     let exact = format!("@{}", b.stack.reader_name(1));
@@ -470,7 +467,7 @@ fn manual_response_from_stdin() {
         Some("F0Zudm4wPLY=\n"),
     );
     r.expect(0);
-    assert!(r.stderr.contains("1hFD+cz/0so="), "{}", r.stderr);
+    r.stderr_has("1hFD+cz/0so=");
     assert_eq!(card.state()["pin"], PIN);
     // A malformed answer sends nothing.
     let r = b.run_with(&["auth", "--manual"], &[], Some("F0Zudm4w\n"));
