@@ -84,6 +84,11 @@ fn responses(state: &Value) -> u64 {
     state["admin_responses"].as_u64().expect("admin_responses")
 }
 
+/// Whether the card received an APDU starting with `prefix` (lowercase hex).
+fn sent_any(state: &Value, prefix: &str) -> bool {
+    apdus(state).iter().any(|a| a.starts_with(prefix))
+}
+
 fn pin_of(state: &Value) -> String {
     state["pin"].as_str().unwrap_or_default().to_string()
 }
@@ -169,7 +174,7 @@ fn unknown_admin_tries_are_refused_without_the_opt_in() {
     let st = s.state();
     assert_eq!(responses(&st), 0);
     assert!(
-        !apdus(&st).iter().any(|a| a.starts_with("0087")),
+        !sent_any(&st, "0087"),
         "a challenge was asked for: {:?}",
         apdus(&st)
     );
@@ -292,11 +297,7 @@ fn piv_resets_the_pin_with_the_puk_and_refuses_the_admin_key() {
     let st = s.state();
     assert_eq!(pin_of(&st), PIN);
     assert_eq!(responses(&st), 0);
-    assert!(
-        apdus(&st).iter().any(|a| a.starts_with("002c008010")),
-        "{:?}",
-        apdus(&st)
-    );
+    assert!(sent_any(&st, "002c008010"), "{:?}", apdus(&st));
     // A PUK on a card that takes none: exit 2 before anything is sent.
     let g = setup("gids", &[]);
     let r = g.unblock_with_puk(&[], &[]);
@@ -334,7 +335,7 @@ fn piv_auth_with_3des_and_aes_management_keys() {
     let r = s.auth_with_key(aes_key, &["--allow-unknown-tries", "--json"]);
     r.expect(0);
     assert_eq!(r.json()["key_alg"], "aes192");
-    assert!(apdus(&s.state()).iter().any(|a| a.starts_with("00870a9b")));
+    assert!(sent_any(&s.state(), "00870a9b"));
     // A 16-byte key cannot be an AES-192 key: exit 2, no challenge asked.
     let r = s.auth_with_key(
         "000102030405060708090a0b0c0d0e0f",
@@ -448,6 +449,13 @@ fn events_of<'a>(events: &'a [Value], reader: Option<&str>, event: &str) -> Vec<
         .collect()
 }
 
+/// The one event named `event` in `reader` (any reader: `None`); there must be exactly one.
+fn only_event<'a>(events: &'a [Value], reader: Option<&str>, event: &str) -> &'a Value {
+    let found = events_of(events, reader, event);
+    assert_eq!(found.len(), 1, "{events:?}");
+    found[0]
+}
+
 #[test]
 fn watch_unblocks_gids_and_iso_and_skips_piv_without_a_puk_command() {
     let stack = VStack::start(4);
@@ -463,20 +471,11 @@ fn watch_unblocks_gids_and_iso_and_skips_piv_without_a_puk_command() {
         stack.reader_name(1),
         stack.reader_name(2),
     );
-    assert_eq!(
-        events_of(&events, Some(&r_gids), "unblock_succeeded").len(),
-        1,
-        "{events:?}"
-    );
-    assert_eq!(
-        events_of(&events, Some(&r_iso), "unblock_succeeded").len(),
-        1,
-        "{events:?}"
-    );
-    let skipped = events_of(&events, Some(&r_piv), "skipped");
-    assert_eq!(skipped.len(), 1, "{events:?}");
-    assert_eq!(skipped[0]["reason"], "needs_puk");
-    assert!(skipped[0]["message"].as_str().unwrap().contains("PUK"));
+    only_event(&events, Some(&r_gids), "unblock_succeeded");
+    only_event(&events, Some(&r_iso), "unblock_succeeded");
+    let skipped = only_event(&events, Some(&r_piv), "skipped");
+    assert_eq!(skipped["reason"], "needs_puk");
+    assert!(skipped["message"].as_str().unwrap().contains("PUK"));
     assert_eq!(
         events_of(&events, Some(&r_gids), "unblock_started")[0]["profile"],
         "gids"
@@ -497,9 +496,8 @@ fn watch_unblocks_piv_with_a_puk_command() {
     let run = WatchRun::start(&stack, ZERO_KEY, &["--puk-command", &puk_cmd]);
     wait_card(&piv, &|s| pin_of(s) == PIN);
     let events = run.stop();
-    let done = events_of(&events, None, "unblock_succeeded");
-    assert_eq!(done.len(), 1, "{events:?}");
-    assert_eq!(done[0]["responder"], "puk");
+    let done = only_event(&events, None, "unblock_succeeded");
+    assert_eq!(done["responder"], "puk");
     assert_eq!(pin_of(&piv.state()), PIN);
     assert_eq!(responses(&piv.state()), 0);
 }
@@ -510,14 +508,11 @@ fn watch_refuses_unknown_tries_without_the_opt_in() {
     let gids = stack.insert(0, &["--family", "gids", "--pin-tries", "0"]);
     let run = WatchRun::start(&stack, ZERO_KEY, &[]);
     // The card is read (its PIN status object), then refused: wait for the read.
-    wait_card(&gids, &|s| {
-        apdus(s).iter().any(|a| a.starts_with("00cb3fff"))
-    });
+    wait_card(&gids, &|s| sent_any(s, "00cb3fff"));
     let events = run.stop();
-    let failed = events_of(&events, None, "unblock_failed");
-    assert_eq!(failed.len(), 1, "{events:?}");
-    assert_eq!(failed[0]["class"], "unknown_tries_refused");
-    assert_eq!(failed[0]["exit_code"], 5);
+    let failed = only_event(&events, None, "unblock_failed");
+    assert_eq!(failed["class"], "unknown_tries_refused");
+    assert_eq!(failed["exit_code"], 5);
     let st = gids.state();
     assert_eq!(responses(&st), 0);
     assert_ne!(pin_of(&st), PIN);
@@ -534,17 +529,13 @@ fn watch_remembers_a_refused_gids_card_by_its_card_id() {
     card.remove();
     // The same card again (same id): not tried again.
     let again = stack.reinsert(0, &args);
-    wait_card(&again, &|s| {
-        apdus(s).iter().any(|a| a.starts_with("00cba012"))
-    });
+    wait_card(&again, &|s| sent_any(s, "00cba012"));
     let events = run.stop();
-    let failed = events_of(&events, None, "unblock_failed");
-    assert_eq!(failed.len(), 1, "{events:?}");
-    assert_eq!(failed[0]["class"], "admin_rejected");
-    let skipped = events_of(&events, None, "skipped");
-    assert_eq!(skipped.len(), 1, "{events:?}");
-    assert_eq!(skipped[0]["reason"], "failed_before");
-    assert!(skipped[0]["message"].as_str().unwrap().contains(CARD_GUID));
+    let failed = only_event(&events, None, "unblock_failed");
+    assert_eq!(failed["class"], "admin_rejected");
+    let skipped = only_event(&events, None, "skipped");
+    assert_eq!(skipped["reason"], "failed_before");
+    assert!(skipped["message"].as_str().unwrap().contains(CARD_GUID));
     assert_eq!(responses(&again.state()), 0, "not tried again");
 }
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::cm::{cm_unblock_args, long_pin_profile, CmServer, DOCS_CARD_ID};
 use common::rig::{blocked, Rig as Row};
-use common::run::{apdus, cryptograms, secret_file, unblock_args, Run, ZERO_KEY};
+use common::run::{apdus, cryptograms, drain, secret_file, unblock_args, Run, ZERO_KEY};
 use common::stack::{holdcard_bin, VStack};
 use serde_json::Value;
 
@@ -339,50 +339,55 @@ fn out_of_range_numbers_are_usage_errors_with_json() {
 mod arguments {
     use super::*;
     use proptest::prelude::*;
+    use proptest::sample::select;
 
     /// Option words and values, valid and hostile: huge, negative, fractional, NaN, control
     /// characters, non-numbers.
     fn word() -> impl Strategy<Value = String> {
+        // `select` of n values weighs n: as likely as n `Just`s in the `prop_oneof!`.
         let numbers = prop_oneof![
-            Just("18446744073709551615".to_string()),
-            Just("18446744073709551616".to_string()),
-            Just("-1".to_string()),
-            Just("0".to_string()),
-            Just("1".to_string()),
-            Just("0.2".to_string()),
-            Just("NaN".to_string()),
-            Just("inf".to_string()),
-            Just("1e308".to_string()),
-            Just("3600".to_string()),
-            Just("\u{1b}[2J".to_string()),
-            Just("".to_string()),
-            "[0-9]{1,25}",
-            "-?[0-9]{0,5}\\.[0-9]{0,5}",
-            "\\PC{0,12}",
+            12 => select(&[
+                "18446744073709551615",
+                "18446744073709551616",
+                "-1",
+                "0",
+                "1",
+                "0.2",
+                "NaN",
+                "inf",
+                "1e308",
+                "3600",
+                "\u{1b}[2J",
+                "",
+            ][..])
+            .prop_map(str::to_string),
+            1 => "[0-9]{1,25}",
+            1 => "-?[0-9]{0,5}\\.[0-9]{0,5}",
+            1 => "\\PC{0,12}",
         ];
         prop_oneof![
-            3 => prop_oneof![
-                Just("--wait-card"),
-                Just("--timeout"),
-                Just("--approval-timeout"),
-                Just("--approval-poll"),
-                Just("--reader"),
-                Just("--json"),
-                Just("--dry-run"),
-                Just("--card-id"),
-                Just("--request-id"),
-                Just("--cm"),
-                Just("--allow-http"),
-                Just("--cm-auth"),
-                Just("--new-pin-env"),
-                Just("--new-pin-stdin"),
-                Just("--manual"),
-                Just("--profile"),
-                Just("--force-last-try"),
-                Just("-v"),
-                Just("--trace"),
-                Just("--"),
-            ]
+            3 => select(&[
+                "--wait-card",
+                "--timeout",
+                "--approval-timeout",
+                "--approval-poll",
+                "--reader",
+                "--json",
+                "--dry-run",
+                "--card-id",
+                "--request-id",
+                "--cm",
+                "--allow-http",
+                "--cm-auth",
+                "--new-pin-env",
+                "--new-pin-stdin",
+                "--manual",
+                "--profile",
+                "--force-last-try",
+                "-v",
+                "--trace",
+                "--",
+            ][..])
             .prop_map(str::to_string),
             3 => numbers,
         ]
@@ -546,13 +551,7 @@ fn watch_until(
     }
     // SAFETY: signals our own child.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = drain(child.stderr.take());
     assert_eq!(child.wait().unwrap().code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let text = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();

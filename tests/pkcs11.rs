@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::hsm::{openssl_des3, openssl_ecb, SoftHsm, SOFTHSM, SPY, USER_PIN};
 use common::run::{
-    apdus, cryptograms, scunblock, secret_file, Run, GOLDEN_CHALLENGE, GOLDEN_RESPONSE, ZERO_KEY,
+    apdus, cryptograms, drain, scunblock, secret_file, Run, GOLDEN_CHALLENGE, GOLDEN_RESPONSE,
+    ZERO_KEY,
 };
 use common::secrets::forms;
 use common::stack::VStack;
@@ -806,8 +807,7 @@ impl WatchRun {
         if let Some(r) = self.reader.take() {
             r.join().unwrap();
         }
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err).unwrap();
+        let err = drain(self.child.stderr.take());
         assert!(!err.contains("panicked"), "{err}");
         (status.code(), err)
     }

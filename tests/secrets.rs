@@ -18,13 +18,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cm::CmServer;
-use common::run::{cryptograms, scunblock, secret_file, Run};
+use common::run::{cryptograms, drain, scunblock, secret_file, Run, WRONG_KEY};
 use common::stack::VStack;
 
 /// The card's admin key: distinctive bytes, so any leak of it (or of an 8-byte half)
 /// is found.
 const KEY: &str = "8f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978";
-const WRONG_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
 const PIN: &str = "Zq7#Wm2!";
 const TOKEN: &str = "eyJhbGciOiJub25lIn0.scunblock-secret-bearer-7f3a9c";
 const CARDID: &str = "bc88f13f-83ba-4037-8262-46eba1291c6e";
@@ -376,21 +375,8 @@ fn stop(child: &mut Child) -> Run {
         assert!(Instant::now() < deadline, "watch did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    use std::io::Read;
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     Run {
         code: child.wait().unwrap().code().unwrap_or(-1),
         stdout,

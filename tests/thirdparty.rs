@@ -156,6 +156,27 @@ impl Bench {
         self.stack.insert(0, &all)
     }
 
+    /// A card of `family` whose admin key is `key` of algorithm `alg`, that asks `challenge`,
+    /// with `extra` options.
+    fn keyed_card(
+        &self,
+        family: &str,
+        (alg, key): (&str, &str),
+        challenge: &str,
+        extra: &[&str],
+    ) -> Card {
+        let mut args = vec![
+            "--mgmt-alg",
+            alg,
+            "--admin-key",
+            key,
+            "--challenge",
+            challenge,
+        ];
+        args.extend_from_slice(extra);
+        self.card(family, &args)
+    }
+
     /// `gids-tool -r 0 --unblock` with the admin key `key` and the new PIN `pin` (both
     /// through the environment, as gids-tool takes them).
     fn gids_unblock(&self, key: &str, pin: &str) -> Out {
@@ -593,18 +614,11 @@ fn piv_external_form_scripted_with_openssl_cryptograms() {
         ("3des", "03", "des-ede3", ZERO_KEY, GOLDEN_CHALLENGE),
         ("aes192", "0A", "aes-192-ecb", aes_key, aes_challenge),
     ] {
-        let card = bench.card(
+        let card = bench.keyed_card(
             "piv",
-            &[
-                "--mgmt-alg",
-                alg,
-                "--admin-key",
-                key,
-                "--challenge",
-                challenge,
-                "--wrong-response-sw",
-                "6A80",
-            ],
+            (alg, key),
+            challenge,
+            &["--wrong-response-sw", "6A80"],
         );
         let r = openssl_ecb(cipher, key, challenge);
         let n = challenge.len() / 2;
@@ -643,19 +657,7 @@ fn crescendo_scripted_unlock_with_openssl_cryptograms() {
         ("3des", "des-ede3", ZERO_KEY, GOLDEN_CHALLENGE),
         ("aes128", "aes-128-ecb", aes_key, aes_challenge),
     ] {
-        let card = bench.card(
-            "crescendo",
-            &[
-                "--mgmt-alg",
-                alg,
-                "--admin-key",
-                key,
-                "--challenge",
-                challenge,
-                "--pin-tries",
-                "0",
-            ],
-        );
+        let card = bench.keyed_card("crescendo", (alg, key), challenge, &["--pin-tries", "0"]);
         let r = openssl_ecb(cipher, key, challenge);
         if alg == "3des" {
             // The golden vector of the CM docs, computed by openssl.

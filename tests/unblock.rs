@@ -3,8 +3,10 @@
 
 mod common;
 
+use common::rig::BLOCKED;
 use common::run::{
-    apdus, cryptograms, scunblock, secret_file, Run, GOLDEN_CHALLENGE, GOLDEN_RESPONSE, ZERO_KEY,
+    admin_key_file, apdus, cryptograms, scunblock, secret_file, unblock_args, Run, GOLDEN_RESPONSE,
+    ZERO_KEY,
 };
 use common::stack::VStack;
 
@@ -24,20 +26,12 @@ impl Bench {
     }
 
     fn key(&self, hex: &str) -> String {
-        secret_file(self.dir.path(), "admin.key", format!("{hex}\n").as_bytes())
-            .display()
-            .to_string()
+        admin_key_file(self.dir.path(), hex)
     }
 
     /// `unblock --admin-key-file KEY --new-pin-env NEW_PIN EXTRA...`
     fn unblock(&self, key_path: &str, extra: &[&str]) -> Run {
-        let mut args = vec![
-            "unblock",
-            "--admin-key-file",
-            key_path,
-            "--new-pin-env",
-            "NEW_PIN",
-        ];
+        let mut args = unblock_args(key_path);
         args.extend_from_slice(extra);
         self.run(&args)
     }
@@ -52,7 +46,7 @@ impl Bench {
 }
 
 fn blocked_card() -> Vec<&'static str> {
-    vec!["--challenge", GOLDEN_CHALLENGE, "--pin-tries", "0"]
+    BLOCKED.to_vec()
 }
 
 #[test]
@@ -197,39 +191,13 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
     let loose = loose.display().to_string();
     type Case<'a> = (Vec<&'a str>, &'a str, Vec<(&'a str, &'a str)>);
     let cases: Vec<Case> = vec![
+        (unblock_args(&short), "hex digits", vec![("NEW_PIN", PIN)]),
         (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &short,
-                "--new-pin-env",
-                "NEW_PIN",
-            ],
-            "hex digits",
-            vec![("NEW_PIN", PIN)],
-        ),
-        (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                "/nonexistent/key",
-                "--new-pin-env",
-                "NEW_PIN",
-            ],
+            unblock_args("/nonexistent/key"),
             "cannot read",
             vec![("NEW_PIN", PIN)],
         ),
-        (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &loose,
-                "--new-pin-env",
-                "NEW_PIN",
-            ],
-            "chmod 600",
-            vec![("NEW_PIN", PIN)],
-        ),
+        (unblock_args(&loose), "chmod 600", vec![("NEW_PIN", PIN)]),
         (
             vec![
                 "unblock",
@@ -241,28 +209,8 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
             "not set",
             vec![("NEW_PIN", PIN)],
         ),
-        (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-            ],
-            "4 to 8",
-            vec![("NEW_PIN", "123")],
-        ),
-        (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-            ],
-            "printable",
-            vec![("NEW_PIN", "12\t45")],
-        ),
+        (unblock_args(&key), "4 to 8", vec![("NEW_PIN", "123")]),
+        (unblock_args(&key), "printable", vec![("NEW_PIN", "12\t45")]),
         (
             vec!["unblock", "--admin-key-file", &key],
             "--new-pin-env",
@@ -274,28 +222,12 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
             vec![("NEW_PIN", PIN)],
         ),
         (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-                "--reader",
-                "no such reader",
-            ],
+            [unblock_args(&key), vec!["--reader", "no such reader"]].concat(),
             "no reader matches",
             vec![("NEW_PIN", PIN)],
         ),
         (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-                "--card-id",
-                "../x",
-            ],
+            [unblock_args(&key), vec!["--card-id", "../x"]].concat(),
             "not a GUID",
             vec![("NEW_PIN", PIN)],
         ),
@@ -313,15 +245,7 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
             vec![("NEW_PIN", PIN)],
         ),
         (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-                "--profile",
-                "/nonexistent.toml",
-            ],
+            [unblock_args(&key), vec!["--profile", "/nonexistent.toml"]].concat(),
             "profile",
             vec![("NEW_PIN", PIN)],
         ),

@@ -93,6 +93,16 @@ pub fn scunblock(
     }
 }
 
+/// All that is left in a child's pipe (`child.stdout.take()` or `child.stderr.take()`),
+/// as text.
+pub fn drain(pipe: Option<impl std::io::Read>) -> String {
+    let mut text = String::new();
+    pipe.expect("a piped stream")
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
 /// Write a secret file with mode 600.
 pub fn secret_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     let p = dir.join(name);
