@@ -140,7 +140,7 @@ fn every_cm_failure_sends_no_cryptogram() {
     };
     let r = unblock(&s, &format!("http://127.0.0.1:{port}"), &DOCS_IDS, &[]);
     r.expect(6);
-    assert!(r.stderr.contains("cannot connect"), "{}", r.stderr);
+    r.stderr_has("cannot connect");
     assert_eq!(cryptograms(&s.card.state()), 0);
     assert_eq!(s.card.state()["admin_tries"], 5);
 }
@@ -161,7 +161,7 @@ fn a_wrong_response_spends_exactly_one_try() {
         .filter(|q| q["method"] == "PUT")
         .collect();
     assert_eq!(put.len(), 1);
-    assert!(r.stderr.contains("Abandoned"), "{}", r.stderr);
+    r.stderr_has("Abandoned");
 }
 
 /// The full CM workflow (no request or smartcard id), polling for approval quickly.
@@ -182,7 +182,7 @@ fn full_workflow_with_approval_after_polls() {
     let doc = r.json();
     assert_eq!(doc["cm"]["smartcard_id"], SCID);
     let reqid = doc["cm"]["request_id"].as_str().unwrap().to_string();
-    assert!(r.stderr.contains("cm_approval_pending"), "{}", r.stderr);
+    r.stderr_has("cm_approval_pending");
     let log = cm.requests();
     let seq: Vec<String> = log
         .iter()
@@ -221,7 +221,7 @@ fn denied_request_sends_nothing() {
     let cm = CmServer::start(&["--approve-after", "1", "--deny", "--status-names"]);
     let r = unblock(&s, &cm.url, &WORKFLOW, &[]);
     r.expect(6);
-    assert!(r.stderr.contains("denied"), "{}", r.stderr);
+    r.stderr_has("denied");
     assert!(!apdus(&s.card.state()).iter().any(|a| a.starts_with("0084")));
 }
 
@@ -243,7 +243,7 @@ fn https_with_a_test_ca_and_a_rejected_self_signed_certificate() {
     no_ca.retain(|a| *a != "--allow-http");
     let r = unblock(&s2, &cm.url, &no_ca, &[]);
     r.expect(6);
-    assert!(r.stderr.contains("certificate"), "{}", r.stderr);
+    r.stderr_has("certificate");
     let selfsigned = CmServer::start(&[
         "--tls-cert",
         &ca.self_signed_cert,
@@ -256,7 +256,7 @@ fn https_with_a_test_ca_and_a_rejected_self_signed_certificate() {
     // Plain http needs the explicit flag.
     let r = unblock(&s2, "http://127.0.0.1:9", &no_ca, &[]);
     r.expect(2);
-    assert!(r.stderr.contains("--allow-http"), "{}", r.stderr);
+    r.stderr_has("--allow-http");
 }
 
 #[test]
@@ -279,7 +279,7 @@ fn bearer_token_from_env_never_shows() {
     assert!(!r.all().contains("secret-bearer-token"));
     let r = unblock(&s, &cm.url, &args, &[("CM_TOKEN", "wrong-token")]);
     r.expect(6);
-    assert!(r.stderr.contains("refused authentication"), "{}", r.stderr);
+    r.stderr_has("refused authentication");
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn bad_cm_input_exits_2_before_the_card() {
     // The iso card has no card id to read: refused after reading the card, before any
     // challenge.
     r.expect(2);
-    assert!(r.stderr.contains("--card-id is required"), "{}", r.stderr);
+    r.stderr_has("--card-id is required");
     let sent = apdus(&s.card.state());
     assert!(
         !sent

@@ -12,8 +12,10 @@ mod common;
 use std::time::Duration;
 
 use common::cm::{CmServer, DOCS_CHALLENGE_B64, DOCS_RESPONSE_B64};
+use common::rig::Rig;
 use common::run::{
-    apdus, scunblock, secret_file, Run, GOLDEN_CHALLENGE, GOLDEN_RESPONSE, ZERO_KEY,
+    admin_key_file, apdus, unblock_args, Run, GOLDEN_CHALLENGE, GOLDEN_RESPONSE, PIV_DEFAULT_KEY,
+    WRONG_KEY, ZERO_KEY,
 };
 use common::stack::{Card, VStack};
 use serde_json::Value;
@@ -25,63 +27,20 @@ const CARD_ID_BYTES: &str = "00112233445566778899AABBCCDDEEFF";
 const CARD_GUID: &str = "33221100-5544-7766-8899-aabbccddeeff";
 const CARD_GUID_PLAIN: &str = "00112233-4455-6677-8899-aabbccddeeff";
 const SCID: &str = "5b1b4c1e-8d0a-4a7e-9b7e-2f6f0a0e5c11";
-/// Not "01" * 24: DES ignores parity bits, so that is the zero key again.
-const WRONG_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
-/// The PIV default management key (single DES in 3DES form).
-const PIV_KEY: &str = "010203040506070801020304050607080102030405060708";
 
-struct Setup {
-    stack: VStack,
-    card: Card,
-    dir: tempfile::TempDir,
-}
-
-/// A stack with one card of `family` (PIN blocked, the CM docs' challenge) and `extra` options.
-fn setup(family: &str, extra: &[&str]) -> Setup {
-    let stack = VStack::start(2);
+/// A stack with one card of `family` (PIN blocked, the CM docs' challenge unless `extra`
+/// picks a management algorithm) and `extra` options; every run gets NEW_PIN and PUK.
+fn setup(family: &str, extra: &[&str]) -> Rig {
     let mut args = vec!["--family", family, "--pin-tries", "0"];
     if !extra.contains(&"--mgmt-alg") {
         args.extend_from_slice(&["--challenge", GOLDEN_CHALLENGE]);
     }
     args.extend_from_slice(extra);
-    let card = stack.insert(0, &args);
-    Setup {
-        stack,
-        card,
-        dir: tempfile::tempdir().unwrap(),
-    }
+    Rig::new(&args, &[("NEW_PIN", PIN), ("PUK", PUK)])
 }
 
-impl Setup {
-    fn key_file(&self, hex: &str) -> String {
-        secret_file(self.dir.path(), "admin.key", format!("{hex}\n").as_bytes())
-            .display()
-            .to_string()
-    }
-
-    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        // The defaults first: a test's own values come later and win.
-        let mut all = vec![("NEW_PIN", PIN), ("PUK", PUK)];
-        all.extend_from_slice(env);
-        let env = all;
-        scunblock(Some(&self.stack.csock()), args, &env, None)
-    }
-
-    /// `unblock --admin-key-file KEY --new-pin-env NEW_PIN --json` plus `extra`.
-    fn unblock_with_key(&self, key: &str, extra: &[&str]) -> Run {
-        let key = self.key_file(key);
-        let mut args = vec![
-            "unblock",
-            "--admin-key-file",
-            &key,
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args, &[])
-    }
-
+/// The unblocks and authentications of these tests, on a [`setup`] card.
+impl Rig {
     /// `unblock --puk-env PUK --new-pin-env NEW_PIN --json` plus `extra` (a PIV unblock).
     fn unblock_with_puk(&self, extra: &[&str], env: &[(&str, &str)]) -> Run {
         let mut args = vec![
@@ -96,14 +55,38 @@ impl Setup {
         self.run(&args, env)
     }
 
-    fn state(&self) -> Value {
-        self.card.state()
+    /// `auth --admin-key-file KEY` plus `extra`.
+    fn auth_with_key(&self, key: &str, extra: &[&str]) -> Run {
+        let key = self.key_file(key);
+        let mut args = vec!["auth", "--admin-key-file", &key];
+        args.extend_from_slice(extra);
+        self.run(&args, &[])
+    }
+
+    /// `--cm URL --allow-http --cm-auth=none --allow-unknown-tries` after `command`, then
+    /// `extra`: `command` through the CM test server.
+    fn through_cm(&self, command: &str, cm: &CmServer, extra: &[&str]) -> Run {
+        let mut args = vec![
+            command,
+            "--cm",
+            &cm.url,
+            "--allow-http",
+            "--cm-auth=none",
+            "--allow-unknown-tries",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args, &[])
     }
 }
 
 /// The admin responses the card received (every family's cryptogram-carrying APDU).
 fn responses(state: &Value) -> u64 {
     state["admin_responses"].as_u64().expect("admin_responses")
+}
+
+/// Whether the card received an APDU starting with `prefix` (lowercase hex).
+fn sent_any(state: &Value, prefix: &str) -> bool {
+    apdus(state).iter().any(|a| a.starts_with(prefix))
 }
 
 fn pin_of(state: &Value) -> String {
@@ -114,20 +97,7 @@ fn pin_of(state: &Value) -> String {
 fn gids_golden_vector_through_cm_with_the_card_id_from_the_card() {
     let s = setup("gids", &["--card-id", CARD_ID_BYTES]);
     let cm = CmServer::start(&["--smartcard", &format!("{SCID}={CARD_GUID}")]);
-    let r = s.run(
-        &[
-            "unblock",
-            "--cm",
-            &cm.url,
-            "--allow-http",
-            "--cm-auth=none",
-            "--allow-unknown-tries",
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-        ],
-        &[],
-    );
+    let r = s.through_cm("unblock", &cm, &["--new-pin-env", "NEW_PIN", "--json"]);
     r.expect(0);
     let doc = r.json();
     assert_eq!(doc["profile"], "gids");
@@ -164,18 +134,9 @@ fn gids_golden_vector_through_cm_with_the_card_id_from_the_card() {
 fn gids_trace_shows_no_apdu_between_challenge_and_response() {
     let s = setup("gids", &[]);
     let key = s.key_file(ZERO_KEY);
-    let r = s.run(
-        &[
-            "unblock",
-            "--admin-key-file",
-            &key,
-            "--new-pin-env",
-            "NEW_PIN",
-            "--allow-unknown-tries",
-            "--trace",
-        ],
-        &[],
-    );
+    let mut args = unblock_args(&key);
+    args.extend_from_slice(&["--allow-unknown-tries", "--trace"]);
+    let r = s.run(&args, &[]);
     r.expect(0);
     let sent: Vec<&str> = r
         .stderr
@@ -197,11 +158,7 @@ fn gids_trace_shows_no_apdu_between_challenge_and_response() {
         r.stderr
     );
     // The PIN is redacted in the trace.
-    assert!(
-        r.stderr.contains("00 2C 02 80 08 REDACTED(8 bytes)"),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has("00 2C 02 80 08 REDACTED(8 bytes)");
     assert!(!r.stderr.contains("32 34 36 38"), "{}", r.stderr);
 }
 
@@ -213,23 +170,17 @@ fn unknown_admin_tries_are_refused_without_the_opt_in() {
     let doc = r.json();
     assert_eq!(doc["error"]["class"], "unknown_tries_refused");
     assert_eq!(doc["admin_tries"], Value::Null);
-    assert!(r.stderr.contains("--allow-unknown-tries"), "{}", r.stderr);
+    r.stderr_has("--allow-unknown-tries");
     let st = s.state();
     assert_eq!(responses(&st), 0);
     assert!(
-        !apdus(&st).iter().any(|a| a.starts_with("0087")),
+        !sent_any(&st, "0087"),
         "a challenge was asked for: {:?}",
         apdus(&st)
     );
     // The environment variable opts in, as a kiosk's watch.env does.
     let r = s.run(
-        &[
-            "unblock",
-            "--admin-key-file",
-            &s.key_file(ZERO_KEY),
-            "--new-pin-env",
-            "NEW_PIN",
-        ],
+        &unblock_args(&s.key_file(ZERO_KEY)),
         &[("SCUNBLOCK_ALLOW_UNKNOWN_TRIES", "1")],
     );
     r.expect(0);
@@ -259,17 +210,7 @@ fn wrong_keys_spend_exactly_one_cryptogram_in_every_family() {
     }
     // PIV: `auth` with a wrong 9B key; the card answers 6A80, still a rejected response.
     let s = setup("piv", &["--wrong-response-sw", "6A80"]);
-    let key = s.key_file(WRONG_KEY);
-    let r = s.run(
-        &[
-            "auth",
-            "--admin-key-file",
-            &key,
-            "--allow-unknown-tries",
-            "--json",
-        ],
-        &[],
-    );
+    let r = s.auth_with_key(WRONG_KEY, &["--allow-unknown-tries", "--json"]);
     r.expect(4);
     assert_eq!(r.json()["error"]["sw"], "6A80");
     assert_eq!(responses(&s.state()), 1);
@@ -324,18 +265,10 @@ fn gids_is_detected_by_select_when_its_atr_is_unknown() {
     );
     let text = s.run(&["info"], &[]);
     text.expect(0);
-    assert!(
-        text.stdout.contains("Profile:      gids (detected)"),
-        "{}",
-        text.stdout
-    );
-    assert!(
-        text.stdout.contains(&format!(
-            "Card ID:      {{{CARD_GUID}}} (bytes {CARD_ID_BYTES})"
-        )),
-        "{}",
-        text.stdout
-    );
+    text.stdout_has("Profile:      gids (detected)");
+    text.stdout_has(&format!(
+        "Card ID:      {{{CARD_GUID}}} (bytes {CARD_ID_BYTES})"
+    ));
     // --profile forces the family: no detection SELECT of PIV.
     let forced = s.run(&["info", "--profile", "gids", "--json"], &[]);
     forced.expect(0);
@@ -346,7 +279,7 @@ fn gids_is_detected_by_select_when_its_atr_is_unknown() {
 fn piv_resets_the_pin_with_the_puk_and_refuses_the_admin_key() {
     let s = setup("piv", &["--puk-tries", "3"]);
     // The admin key cannot reset a PIV PIN: exit 2, no cryptogram.
-    let r = s.unblock_with_key(PIV_KEY, &["--allow-unknown-tries"]);
+    let r = s.unblock_with_key(PIV_DEFAULT_KEY, &["--allow-unknown-tries"]);
     r.expect(2);
     let doc = r.json();
     assert_eq!(doc["error"]["class"], "wrong_card");
@@ -364,11 +297,7 @@ fn piv_resets_the_pin_with_the_puk_and_refuses_the_admin_key() {
     let st = s.state();
     assert_eq!(pin_of(&st), PIN);
     assert_eq!(responses(&st), 0);
-    assert!(
-        apdus(&st).iter().any(|a| a.starts_with("002c008010")),
-        "{:?}",
-        apdus(&st)
-    );
+    assert!(sent_any(&st, "002c008010"), "{:?}", apdus(&st));
     // A PUK on a card that takes none: exit 2 before anything is sent.
     let g = setup("gids", &[]);
     let r = g.unblock_with_puk(&[], &[]);
@@ -395,49 +324,22 @@ fn piv_puk_guards_and_a_wrong_puk() {
 
 #[test]
 fn piv_auth_with_3des_and_aes_management_keys() {
-    let s = setup("piv", &["--admin-key", PIV_KEY]);
-    let key = s.key_file(PIV_KEY);
-    let r = s.run(
-        &[
-            "auth",
-            "--admin-key-file",
-            &key,
-            "--allow-unknown-tries",
-            "--json",
-        ],
-        &[],
-    );
+    let s = setup("piv", &["--admin-key", PIV_DEFAULT_KEY]);
+    let r = s.auth_with_key(PIV_DEFAULT_KEY, &["--allow-unknown-tries", "--json"]);
     r.expect(0);
     assert_eq!(r.json()["key_alg"], "tdes");
     assert_eq!(responses(&s.state()), 1);
     // An AES-192 card: the algorithm comes from GET METADATA, not the key's length.
     let aes_key = "000102030405060708090a0b0c0d0e0f1011121314151617";
     let s = setup("piv", &["--mgmt-alg", "aes192", "--admin-key", aes_key]);
-    let key = s.key_file(aes_key);
-    let r = s.run(
-        &[
-            "auth",
-            "--admin-key-file",
-            &key,
-            "--allow-unknown-tries",
-            "--json",
-        ],
-        &[],
-    );
+    let r = s.auth_with_key(aes_key, &["--allow-unknown-tries", "--json"]);
     r.expect(0);
     assert_eq!(r.json()["key_alg"], "aes192");
-    assert!(apdus(&s.state()).iter().any(|a| a.starts_with("00870a9b")));
+    assert!(sent_any(&s.state(), "00870a9b"));
     // A 16-byte key cannot be an AES-192 key: exit 2, no challenge asked.
-    let short = s.key_file("000102030405060708090a0b0c0d0e0f");
-    let r = s.run(
-        &[
-            "auth",
-            "--admin-key-file",
-            &short,
-            "--allow-unknown-tries",
-            "--json",
-        ],
-        &[],
+    let r = s.auth_with_key(
+        "000102030405060708090a0b0c0d0e0f",
+        &["--allow-unknown-tries", "--json"],
     );
     r.expect(2);
     assert_eq!(responses(&s.state()), 1, "no second response");
@@ -490,7 +392,7 @@ struct WatchRun {
 impl WatchRun {
     fn start(stack: &VStack, key: &str, extra: &[&str]) -> WatchRun {
         let dir = tempfile::tempdir().unwrap();
-        let key = secret_file(dir.path(), "admin.key", format!("{key}\n").as_bytes());
+        let key = admin_key_file(dir.path(), key);
         let pin_cmd = print_command(dir.path(), "pin.sh", PIN);
         let mut cmd = common::stack::scunblock();
         cmd.args([
@@ -547,6 +449,13 @@ fn events_of<'a>(events: &'a [Value], reader: Option<&str>, event: &str) -> Vec<
         .collect()
 }
 
+/// The one event named `event` in `reader` (any reader: `None`); there must be exactly one.
+fn only_event<'a>(events: &'a [Value], reader: Option<&str>, event: &str) -> &'a Value {
+    let found = events_of(events, reader, event);
+    assert_eq!(found.len(), 1, "{events:?}");
+    found[0]
+}
+
 #[test]
 fn watch_unblocks_gids_and_iso_and_skips_piv_without_a_puk_command() {
     let stack = VStack::start(4);
@@ -562,20 +471,11 @@ fn watch_unblocks_gids_and_iso_and_skips_piv_without_a_puk_command() {
         stack.reader_name(1),
         stack.reader_name(2),
     );
-    assert_eq!(
-        events_of(&events, Some(&r_gids), "unblock_succeeded").len(),
-        1,
-        "{events:?}"
-    );
-    assert_eq!(
-        events_of(&events, Some(&r_iso), "unblock_succeeded").len(),
-        1,
-        "{events:?}"
-    );
-    let skipped = events_of(&events, Some(&r_piv), "skipped");
-    assert_eq!(skipped.len(), 1, "{events:?}");
-    assert_eq!(skipped[0]["reason"], "needs_puk");
-    assert!(skipped[0]["message"].as_str().unwrap().contains("PUK"));
+    only_event(&events, Some(&r_gids), "unblock_succeeded");
+    only_event(&events, Some(&r_iso), "unblock_succeeded");
+    let skipped = only_event(&events, Some(&r_piv), "skipped");
+    assert_eq!(skipped["reason"], "needs_puk");
+    assert!(skipped["message"].as_str().unwrap().contains("PUK"));
     assert_eq!(
         events_of(&events, Some(&r_gids), "unblock_started")[0]["profile"],
         "gids"
@@ -596,9 +496,8 @@ fn watch_unblocks_piv_with_a_puk_command() {
     let run = WatchRun::start(&stack, ZERO_KEY, &["--puk-command", &puk_cmd]);
     wait_card(&piv, &|s| pin_of(s) == PIN);
     let events = run.stop();
-    let done = events_of(&events, None, "unblock_succeeded");
-    assert_eq!(done.len(), 1, "{events:?}");
-    assert_eq!(done[0]["responder"], "puk");
+    let done = only_event(&events, None, "unblock_succeeded");
+    assert_eq!(done["responder"], "puk");
     assert_eq!(pin_of(&piv.state()), PIN);
     assert_eq!(responses(&piv.state()), 0);
 }
@@ -609,14 +508,11 @@ fn watch_refuses_unknown_tries_without_the_opt_in() {
     let gids = stack.insert(0, &["--family", "gids", "--pin-tries", "0"]);
     let run = WatchRun::start(&stack, ZERO_KEY, &[]);
     // The card is read (its PIN status object), then refused: wait for the read.
-    wait_card(&gids, &|s| {
-        apdus(s).iter().any(|a| a.starts_with("00cb3fff"))
-    });
+    wait_card(&gids, &|s| sent_any(s, "00cb3fff"));
     let events = run.stop();
-    let failed = events_of(&events, None, "unblock_failed");
-    assert_eq!(failed.len(), 1, "{events:?}");
-    assert_eq!(failed[0]["class"], "unknown_tries_refused");
-    assert_eq!(failed[0]["exit_code"], 5);
+    let failed = only_event(&events, None, "unblock_failed");
+    assert_eq!(failed["class"], "unknown_tries_refused");
+    assert_eq!(failed["exit_code"], 5);
     let st = gids.state();
     assert_eq!(responses(&st), 0);
     assert_ne!(pin_of(&st), PIN);
@@ -633,17 +529,13 @@ fn watch_remembers_a_refused_gids_card_by_its_card_id() {
     card.remove();
     // The same card again (same id): not tried again.
     let again = stack.reinsert(0, &args);
-    wait_card(&again, &|s| {
-        apdus(s).iter().any(|a| a.starts_with("00cba012"))
-    });
+    wait_card(&again, &|s| sent_any(s, "00cba012"));
     let events = run.stop();
-    let failed = events_of(&events, None, "unblock_failed");
-    assert_eq!(failed.len(), 1, "{events:?}");
-    assert_eq!(failed[0]["class"], "admin_rejected");
-    let skipped = events_of(&events, None, "skipped");
-    assert_eq!(skipped.len(), 1, "{events:?}");
-    assert_eq!(skipped[0]["reason"], "failed_before");
-    assert!(skipped[0]["message"].as_str().unwrap().contains(CARD_GUID));
+    let failed = only_event(&events, None, "unblock_failed");
+    assert_eq!(failed["class"], "admin_rejected");
+    let skipped = only_event(&events, None, "skipped");
+    assert_eq!(skipped["reason"], "failed_before");
+    assert!(skipped["message"].as_str().unwrap().contains(CARD_GUID));
     assert_eq!(responses(&again.state()), 0, "not tried again");
 }
 
@@ -652,18 +544,7 @@ fn piv_and_crescendo_golden_vector_through_cm() {
     // PIV: `auth` through CM with the card id read from the CHUID (the 9B key is 3DES, zero).
     let s = setup("piv", &["--admin-key", ZERO_KEY]);
     let cm = CmServer::start(&["--smartcard", &format!("{SCID}={CARD_GUID}")]);
-    let r = s.run(
-        &[
-            "auth",
-            "--cm",
-            &cm.url,
-            "--allow-http",
-            "--cm-auth=none",
-            "--allow-unknown-tries",
-            "--json",
-        ],
-        &[],
-    );
+    let r = s.through_cm("auth", &cm, &["--json"]);
     r.expect(0);
     assert_eq!(r.json()["card_id"], CARD_GUID);
     let auth = cm.requests_to("authresponse");
@@ -678,24 +559,14 @@ fn piv_and_crescendo_golden_vector_through_cm() {
     // Crescendo has no card id: --card-id is required, and CM gets it as given.
     let s = setup("crescendo", &[]);
     let cm = CmServer::start(&["--smartcard", &format!("{SCID}={CARD_GUID}")]);
-    let base = [
-        "unblock",
-        "--cm",
-        &cm.url,
-        "--allow-http",
-        "--cm-auth=none",
-        "--allow-unknown-tries",
-        "--new-pin-env",
-        "NEW_PIN",
-        "--json",
-    ];
-    let r = s.run(&base, &[]);
+    let base = ["--new-pin-env", "NEW_PIN", "--json"];
+    let r = s.through_cm("unblock", &cm, &base);
     r.expect(2);
-    assert!(r.stderr.contains("--card-id is required"), "{}", r.stderr);
+    r.stderr_has("--card-id is required");
     assert_eq!(responses(&s.state()), 0);
     let mut args = base.to_vec();
     args.extend_from_slice(&["--card-id", CARD_GUID]);
-    let r = s.run(&args, &[]);
+    let r = s.through_cm("unblock", &cm, &args);
     r.expect(0);
     assert_eq!(r.json()["card_id"], CARD_GUID);
     assert_eq!(r.json()["card_id_raw"], Value::Null);
@@ -719,8 +590,7 @@ fn every_family_without_reported_tries_refuses_without_the_opt_in() {
         assert_eq!(responses(&s.state()), 0, "{family}");
     }
     let s = setup("piv", &["--admin-key", ZERO_KEY]);
-    let key = s.key_file(ZERO_KEY);
-    let r = s.run(&["auth", "--admin-key-file", &key, "--json"], &[]);
+    let r = s.auth_with_key(ZERO_KEY, &["--json"]);
     r.expect(5);
     assert_eq!(r.json()["error"]["class"], "unknown_tries_refused");
     assert_eq!(responses(&s.state()), 0);

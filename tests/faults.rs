@@ -22,63 +22,26 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::cm::{CmServer, DOCS_CARD_ID as CARDID, DOCS_REQUEST as REQ, DOCS_SMARTCARD as SCID};
-use common::run::{apdus, cryptograms, secret_file, Run, GOLDEN_CHALLENGE, ZERO_KEY};
+use common::rig::{blocked, Rig as Row};
+use common::run::{apdus, cryptograms, unblock_args, Run, WRONG_KEY, ZERO_KEY};
 use common::stack::{Card, VStack};
 use rstest::rstest;
 use serde_json::Value;
 
 const PIN: &str = "Ab3$x9Qz";
-/// A key that is not the card's (not 01*24: DES ignores parity, that is the zero key).
-const WRONG_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
 
-/// One row: its own stack, a card whose PIN is blocked (golden challenge), key files.
-struct Row {
-    stack: VStack,
-    card: Card,
-    dir: tempfile::TempDir,
-}
-
+/// One row: its own stack, a card whose PIN is blocked (golden challenge), key files; every
+/// run gets the new PIN in NEW_PIN.
 fn row(card_args: &[&str]) -> Row {
-    let stack = VStack::start(2);
-    let mut args = vec!["--challenge", GOLDEN_CHALLENGE, "--pin-tries", "0"];
-    args.extend_from_slice(card_args);
-    let card = stack.insert(0, &args);
-    Row {
-        stack,
-        card,
-        dir: tempfile::tempdir().unwrap(),
-    }
+    Row::new(&blocked(card_args), &[("NEW_PIN", PIN)])
 }
 
+/// What the rows add to the rig: the zero key's unblock, and runs in the background.
 impl Row {
-    fn key(&self, hex: &str) -> String {
-        secret_file(self.dir.path(), "admin.key", format!("{hex}\n").as_bytes())
-            .display()
-            .to_string()
-    }
-
     /// `scunblock unblock` with the zero key, the new PIN from the environment, --json, and
     /// `extra` (e.g. `--force-last-try`, `--trace`).
     fn unblock(&self, extra: &[&str]) -> Run {
         self.unblock_with_key(ZERO_KEY, extra)
-    }
-
-    fn unblock_with_key(&self, key: &str, extra: &[&str]) -> Run {
-        let key = self.key(key);
-        let mut args = vec![
-            "unblock",
-            "--admin-key-file",
-            &key,
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args)
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        common::run::scunblock(Some(&self.stack.csock()), args, &[("NEW_PIN", PIN)], None)
     }
 
     /// The same, started in the background (for faults injected while it runs).
@@ -98,15 +61,9 @@ impl Row {
     }
 
     fn spawn_unblock(&self, extra: &[&str]) -> Child {
-        let key = self.key(ZERO_KEY);
-        let mut args = vec![
-            "unblock",
-            "--admin-key-file",
-            &key,
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-        ];
+        let key = self.key_file(ZERO_KEY);
+        let mut args = unblock_args(&key);
+        args.push("--json");
         args.extend_from_slice(extra);
         self.spawn(&args, &[])
     }
@@ -124,25 +81,29 @@ impl Row {
 /// background, with a profile that allows the 10-digit PIN.
 fn spawn_cm_workflow(r: &Row, cm: &CmServer, dir: &std::path::Path, extra: &[&str]) -> Child {
     let profile = long_pin_profile(dir);
-    let mut args = vec![
+    let mut args = cm_args(&profile, cm, CARDID);
+    args.extend_from_slice(&["--approval-poll", "0.3", "--json"]);
+    args.extend_from_slice(extra);
+    r.spawn(&args, &[])
+}
+
+/// `unblock --profile P --cm URL --allow-http --cm-auth none --card-id ID --new-pin-env
+/// NEW_PIN`: the rows' unblock through the CM test server.
+fn cm_args<'a>(profile: &'a str, cm: &'a CmServer, card_id: &'a str) -> Vec<&'a str> {
+    vec![
         "unblock",
         "--profile",
-        &profile,
+        profile,
         "--cm",
         &cm.url,
         "--allow-http",
         "--cm-auth",
         "none",
         "--card-id",
-        CARDID,
-        "--approval-poll",
-        "0.3",
+        card_id,
         "--new-pin-env",
         "NEW_PIN",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    r.spawn(&args, &[])
+    ]
 }
 
 /// Wait (at most 10 s) until CM's log shows a call to `route`.
@@ -559,7 +520,7 @@ fn exclusive_holder_without_wait_exits_3_at_once() {
     let run = r.unblock(&[]);
     let s = check(&run, &r.card, 3, "another process holds the card");
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(run.stderr.contains("--wait-card"), "{}", run.stderr);
+    run.stderr_has("--wait-card");
     assert!(apdus(&s).is_empty());
 }
 
@@ -642,11 +603,7 @@ fn pcscd_killed_while_cm_approves() {
     let s = check(&run, &r.card, 3, "pcscd");
     assert_eq!(count(&s, "0084"), 0);
     assert_eq!(cryptograms(&s), 0);
-    assert!(
-        run.stderr.contains("cm_request_left_open"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("cm_request_left_open");
 }
 
 // --- what the card answers -----------------------------------------------------------------
@@ -741,26 +698,13 @@ fn tries_and_reset_retry_counter(
 /// `unblock --cm` with the docs' ids against `cm`, plus `extra`.
 fn cm_unblock(r: &Row, cm: &CmServer, ids: bool, extra: &[&str]) -> Run {
     let profile = long_pin_profile(r.dir.path());
-    let mut args = vec![
-        "unblock",
-        "--profile",
-        &profile,
-        "--cm",
-        &cm.url,
-        "--allow-http",
-        "--cm-auth",
-        "none",
-        "--card-id",
-        CARDID,
-        "--new-pin-env",
-        "NEW_PIN",
-        "--json",
-    ];
+    let mut args = cm_args(&profile, cm, CARDID);
+    args.push("--json");
     if ids {
         args.extend_from_slice(&["--request-id", REQ, "--smartcard-id", SCID]);
     }
     args.extend_from_slice(extra);
-    r.run(&args)
+    r.run(&args, &[])
 }
 
 #[test]
@@ -810,20 +754,7 @@ fn cm_workflow_failures_send_no_cryptogram() {
     // A card id CM does not know.
     let cm = CmServer::start(&[]);
     let profile = long_pin_profile(r.dir.path());
-    let run = r.run(&[
-        "unblock",
-        "--profile",
-        &profile,
-        "--cm",
-        &cm.url,
-        "--allow-http",
-        "--cm-auth",
-        "none",
-        "--card-id",
-        other_card,
-        "--new-pin-env",
-        "NEW_PIN",
-    ]);
+    let run = r.run(&cm_args(&profile, &cm, other_card), &[]);
     let s = check(&run, &r.card, 6, "knows no smartcard");
     assert_eq!(cryptograms(&s), 0);
 }
@@ -875,10 +806,6 @@ fn card_removed_while_cm_approves() {
     let s = check(&run, &r.card, 3, "the card was removed");
     assert_eq!(count(&s, "0084"), 0);
     assert_eq!(cryptograms(&s), 0);
-    assert!(
-        run.stderr.contains("cm_request_left_open"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("cm_request_left_open");
     assert!(cm.requests_to("put-request").is_empty(), "not closed");
 }

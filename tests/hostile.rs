@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::cm::{cm_unblock_args, long_pin_profile, CmServer, DOCS_CARD_ID};
-use common::run::{apdus, cryptograms, secret_file, Run, GOLDEN_CHALLENGE, ZERO_KEY};
-use common::stack::{holdcard_bin, Card, VStack};
+use common::rig::{blocked, Rig as Row};
+use common::run::{apdus, cryptograms, drain, secret_file, unblock_args, Run, ZERO_KEY};
+use common::stack::{holdcard_bin, VStack};
 use serde_json::Value;
 
 const PIN: &str = "Ab3$x9Qz";
@@ -48,43 +49,20 @@ fn assert_terminal_safe(what: &str, text: &str) {
     assert!(bad.is_empty(), "{what}: raw {bad:?} in:\n{text}");
 }
 
-/// One stack with a blocked-PIN card (golden challenge), and a directory for files.
-struct Row {
-    stack: VStack,
-    card: Card,
-    dir: tempfile::TempDir,
-}
-
+/// One stack with a blocked-PIN card (golden challenge), and a directory for files; every
+/// run gets the new PIN in NEW_PIN.
 fn row(card_args: &[&str]) -> Row {
     row_on(VStack::start(2), card_args)
 }
 
 fn row_on(stack: VStack, card_args: &[&str]) -> Row {
-    let mut args = vec!["--challenge", GOLDEN_CHALLENGE, "--pin-tries", "0"];
-    args.extend_from_slice(card_args);
-    let card = stack.insert(0, &args);
-    Row {
-        stack,
-        card,
-        dir: tempfile::tempdir().unwrap(),
-    }
+    Row::on(stack, &blocked(card_args), &[("NEW_PIN", PIN)])
 }
 
+/// What the hostile rows add to the rig: the zero key, measured runs, an untouched card.
 impl Row {
     fn key(&self) -> String {
-        secret_file(
-            self.dir.path(),
-            "admin.key",
-            format!("{ZERO_KEY}\n").as_bytes(),
-        )
-        .display()
-        .to_string()
-    }
-
-    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut all = vec![("NEW_PIN", PIN)];
-        all.extend_from_slice(env);
-        common::run::scunblock(Some(&self.stack.csock()), args, &all, None)
+        self.key_file(ZERO_KEY)
     }
 
     /// Run with stdin from `stdin` (a file: /dev/zero ...), and the peak RSS in KiB.
@@ -94,9 +72,24 @@ impl Row {
         env: &[(&str, &str)],
         stdin: Option<&Path>,
     ) -> (Run, u64) {
-        let mut all = vec![("NEW_PIN", PIN)];
-        all.extend_from_slice(env);
-        measured(&self.stack.csock(), args, &all, stdin)
+        measured(&self.stack.csock(), args, &self.env(env), stdin)
+    }
+
+    /// A [`run_measured`](Row::run_measured) that must exit `code` saying `message` on
+    /// stderr, its peak RSS under [`RSS_LIMIT_KIB`]; `what` names it in the test's log.
+    fn run_bounded(
+        &self,
+        what: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&Path>,
+        (code, message): (i32, &str),
+    ) {
+        let (run, rss) = self.run_measured(args, env, stdin);
+        run.expect(code);
+        run.stderr_has(message);
+        assert!(rss < RSS_LIMIT_KIB, "peak RSS {rss} KiB");
+        eprintln!("{what}: exit {code}, peak RSS {rss} KiB");
     }
 
     /// The card's APDU log shows nothing at all (the card untouched).
@@ -346,50 +339,55 @@ fn out_of_range_numbers_are_usage_errors_with_json() {
 mod arguments {
     use super::*;
     use proptest::prelude::*;
+    use proptest::sample::select;
 
     /// Option words and values, valid and hostile: huge, negative, fractional, NaN, control
     /// characters, non-numbers.
     fn word() -> impl Strategy<Value = String> {
+        // `select` of n values weighs n: as likely as n `Just`s in the `prop_oneof!`.
         let numbers = prop_oneof![
-            Just("18446744073709551615".to_string()),
-            Just("18446744073709551616".to_string()),
-            Just("-1".to_string()),
-            Just("0".to_string()),
-            Just("1".to_string()),
-            Just("0.2".to_string()),
-            Just("NaN".to_string()),
-            Just("inf".to_string()),
-            Just("1e308".to_string()),
-            Just("3600".to_string()),
-            Just("\u{1b}[2J".to_string()),
-            Just("".to_string()),
-            "[0-9]{1,25}",
-            "-?[0-9]{0,5}\\.[0-9]{0,5}",
-            "\\PC{0,12}",
+            12 => select(&[
+                "18446744073709551615",
+                "18446744073709551616",
+                "-1",
+                "0",
+                "1",
+                "0.2",
+                "NaN",
+                "inf",
+                "1e308",
+                "3600",
+                "\u{1b}[2J",
+                "",
+            ][..])
+            .prop_map(str::to_string),
+            1 => "[0-9]{1,25}",
+            1 => "-?[0-9]{0,5}\\.[0-9]{0,5}",
+            1 => "\\PC{0,12}",
         ];
         prop_oneof![
-            3 => prop_oneof![
-                Just("--wait-card"),
-                Just("--timeout"),
-                Just("--approval-timeout"),
-                Just("--approval-poll"),
-                Just("--reader"),
-                Just("--json"),
-                Just("--dry-run"),
-                Just("--card-id"),
-                Just("--request-id"),
-                Just("--cm"),
-                Just("--allow-http"),
-                Just("--cm-auth"),
-                Just("--new-pin-env"),
-                Just("--new-pin-stdin"),
-                Just("--manual"),
-                Just("--profile"),
-                Just("--force-last-try"),
-                Just("-v"),
-                Just("--trace"),
-                Just("--"),
-            ]
+            3 => select(&[
+                "--wait-card",
+                "--timeout",
+                "--approval-timeout",
+                "--approval-poll",
+                "--reader",
+                "--json",
+                "--dry-run",
+                "--card-id",
+                "--request-id",
+                "--cm",
+                "--allow-http",
+                "--cm-auth",
+                "--new-pin-env",
+                "--new-pin-stdin",
+                "--manual",
+                "--profile",
+                "--force-last-try",
+                "-v",
+                "--trace",
+                "--",
+            ][..])
             .prop_map(str::to_string),
             3 => numbers,
         ]
@@ -467,17 +465,7 @@ fn a_hostile_reader_name_never_reaches_a_stream_raw() {
             "--reader error list",
             vec!["info", "--reader", "no-such-reader"],
         ),
-        (
-            "unblock",
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-                "-v",
-            ],
-        ),
+        ("unblock", [unblock_args(&key), vec!["-v"]].concat()),
     ];
     for (what, args) in &runs {
         for json in [false, true] {
@@ -563,13 +551,7 @@ fn watch_until(
     }
     // SAFETY: signals our own child.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = drain(child.stderr.take());
     assert_eq!(child.wait().unwrap().code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let text = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
@@ -650,7 +632,8 @@ fn watch_events_never_carry_an_echoed_token() {
 fn new_pin_stdin_from_dev_zero_is_exit_2_in_bounded_memory() {
     let r = row(&[]);
     let key = r.key();
-    let (run, rss) = r.run_measured(
+    r.run_bounded(
+        "new-pin-stdin < /dev/zero",
         &[
             "unblock",
             "--admin-key-file",
@@ -660,34 +643,21 @@ fn new_pin_stdin_from_dev_zero_is_exit_2_in_bounded_memory() {
         ],
         &[],
         Some(Path::new("/dev/zero")),
+        (2, "longer than 4096 bytes"),
     );
-    run.expect(2);
-    assert!(
-        run.stderr.contains("longer than 4096 bytes"),
-        "{}",
-        run.stderr
-    );
-    assert!(rss < RSS_LIMIT_KIB, "peak RSS {rss} KiB");
-    eprintln!("new-pin-stdin < /dev/zero: exit 2, peak RSS {rss} KiB");
     r.assert_untouched();
 }
 
 #[test]
 fn manual_response_from_dev_zero_is_exit_6_in_bounded_memory() {
     let r = row(&[]);
-    let (run, rss) = r.run_measured(
+    r.run_bounded(
+        "--manual < /dev/zero",
         &["unblock", "--manual", "--new-pin-env", "NEW_PIN", "--json"],
         &[],
         Some(Path::new("/dev/zero")),
+        (6, "longer than 4096 bytes"),
     );
-    run.expect(6);
-    assert!(
-        run.stderr.contains("longer than 4096 bytes"),
-        "{}",
-        run.stderr
-    );
-    assert!(rss < RSS_LIMIT_KIB, "peak RSS {rss} KiB");
-    eprintln!("--manual < /dev/zero: exit 6, peak RSS {rss} KiB");
     let s = r.card.state();
     assert_eq!(cryptograms(&s), 0, "{s:#}");
     assert!(apdus(&s).iter().all(|a| !a.starts_with("002c")), "{s:#}");
@@ -700,15 +670,13 @@ fn a_100_mb_cm_body_is_exit_6_in_bounded_memory() {
     let profile = long_pin_profile(r.dir.path());
     let mut args = cm_unblock_args(&profile, &cm.url);
     args.extend(["--allow-http", "--cm-auth", "none"]);
-    let (run, rss) = r.run_measured(&args, &[("NEW_PIN", CM_PIN)], None);
-    run.expect(6);
-    assert!(
-        run.stderr.contains("larger than 1048576 bytes"),
-        "{}",
-        run.stderr
+    r.run_bounded(
+        "100 MB CM body",
+        &args,
+        &[("NEW_PIN", CM_PIN)],
+        None,
+        (6, "larger than 1048576 bytes"),
     );
-    assert!(rss < RSS_LIMIT_KIB, "peak RSS {rss} KiB");
-    eprintln!("100 MB CM body: exit 6, peak RSS {rss} KiB");
     assert_eq!(cryptograms(&r.card.state()), 0);
 }
 

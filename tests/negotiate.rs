@@ -352,7 +352,7 @@ fn a_server_that_signs_in_per_request_gets_a_handshake_per_request() {
         r.stdout
     );
     assert_eq!(handshake_lines(&r).len(), served);
-    assert!(r.stderr.contains("asked to sign in again"), "{}", r.stderr);
+    r.stderr_has("asked to sign in again");
     assert_eq!(conns(&log).len(), 1);
 }
 
@@ -370,11 +370,7 @@ fn unblock_with_the_ticket_cache_after_kinit() {
     );
     r.expect(0);
     assert_eq!(s.card.state()["pin"], PIN);
-    assert!(
-        r.stderr.contains("as scunblock@SCUNBLOCK.TEST"),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has("as scunblock@SCUNBLOCK.TEST");
     let log = cm.requests();
     assert_eq!(authorizations(&log).len(), 1, "{log:?}");
     assert_eq!(conns(&log).len(), 1);
@@ -411,7 +407,7 @@ fn no_ticket_exits_6_before_the_card_is_touched() {
     let cm = cm_server(&realm, &[]);
     let r = unblock(&s, &realm, &localhost_url(&cm), &["--allow-http"]);
     r.expect(6);
-    assert!(r.stderr.contains(NO_TICKET), "{}", r.stderr);
+    r.stderr_has(NO_TICKET);
     assert_eq!(r.json()["exit_code"], 6);
     assert!(
         cm.requests().is_empty(),
@@ -478,16 +474,8 @@ fn a_wrong_spn_exits_6_naming_it() {
         ],
     );
     r.expect(6);
-    assert!(
-        r.stderr.contains("SPN HTTP/cm-alias.example"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("kvno HTTP/cm-alias.example"),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has("SPN HTTP/cm-alias.example");
+    r.stderr_has("kvno HTTP/cm-alias.example");
     // The anonymous request got its 401; no token could be made.
     let log = cm.requests();
     assert_eq!(authorizations(&log).len(), 0, "{log:?}");
@@ -505,11 +493,7 @@ fn a_wrong_spn_exits_6_naming_it() {
         ],
     );
     r.expect(6);
-    assert!(
-        r.stderr.contains("SPN HTTP/cm2.localhost@SCUNBLOCK.TEST"),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has("SPN HTTP/cm2.localhost@SCUNBLOCK.TEST");
     assert!(
         r.stderr
             .contains("Server HTTP/cm2.localhost@SCUNBLOCK.TEST not found in Kerberos database"),
@@ -534,12 +518,8 @@ fn a_server_that_keeps_answering_401_ends_with_exit_6() {
     );
     r.expect(6);
     assert!(started.elapsed().as_secs() < 20);
-    assert!(
-        r.stderr.contains("CM rejected the Negotiate sign-in"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("HTTP/localhost"), "{}", r.stderr);
+    r.stderr_has("CM rejected the Negotiate sign-in");
+    r.stderr_has("HTTP/localhost");
     let log = cm.requests();
     assert_eq!(log.len(), 2, "one anonymous request, one token: {log:?}");
     assert_eq!(authorizations(&log).len(), 1);
@@ -560,22 +540,14 @@ fn the_server_rejecting_the_token_exits_6() {
         &["--allow-http", "--keytab", &keytab],
     );
     r.expect(6);
-    assert!(
-        r.stderr.contains("CM rejected the Negotiate sign-in"),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has("CM rejected the Negotiate sign-in");
     let log = cm.requests();
     assert_eq!(log[1]["info"]["auth"], "negotiate-rejected", "{log:?}");
     assert_card_untouched(&s);
     // With the URL's host matching the server's SPN it works.
     let r = unblock(&s, &realm, &cm.url, &["--allow-http", "--keytab", &keytab]);
     r.expect(0);
-    assert!(
-        r.stderr.contains("handshake with HTTP/127.0.0.1 done"),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has("handshake with HTTP/127.0.0.1 done");
 }
 
 #[test]
@@ -592,11 +564,7 @@ fn an_unreachable_kdc_exits_6() {
         &["--allow-http", "--keytab", &keytab],
     );
     r.expect(6);
-    assert!(
-        r.stderr.contains("cannot reach a Kerberos KDC"),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has("cannot reach a Kerberos KDC");
     assert_card_untouched(&s);
 }
 
@@ -610,11 +578,7 @@ fn an_unreachable_kdc_with_a_ticket_cache_exits_6() {
     // The TGT is there, but the service ticket needs the KDC.
     let r = unblock(&s, &realm, &localhost_url(&cm), &["--allow-http"]);
     r.expect(6);
-    assert!(
-        r.stderr.contains("cannot reach a Kerberos KDC"),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has("cannot reach a Kerberos KDC");
     assert_card_untouched(&s);
 }
 
@@ -662,7 +626,7 @@ fn channel_bindings_over_https() {
     let s2 = setup();
     let r = unblock(&s2, &realm, &url(&cm), &ids);
     r.expect(6);
-    assert!(r.stderr.contains("--cm-channel-binding"), "{}", r.stderr);
+    r.stderr_has("--cm-channel-binding");
     assert_card_untouched(&s2);
 
     // Bindings for another certificate (a TLS-intercepting proxy): refused.

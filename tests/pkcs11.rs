@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::hsm::{openssl_des3, openssl_ecb, SoftHsm, SOFTHSM, SPY, USER_PIN};
 use common::run::{
-    apdus, cryptograms, scunblock, secret_file, Run, GOLDEN_CHALLENGE, GOLDEN_RESPONSE, ZERO_KEY,
+    apdus, cryptograms, drain, scunblock, secret_file, Run, GOLDEN_CHALLENGE, GOLDEN_RESPONSE,
+    ZERO_KEY,
 };
 use common::secrets::forms;
 use common::stack::VStack;
@@ -61,6 +62,28 @@ impl Bench {
         env.extend_from_slice(extra_env);
         scunblock(Some(&self.stack.csock()), args, &env, None)
     }
+
+    /// `command --pkcs11-key KEY --pkcs11-pin-env TOKEN_PIN` then `extra`: the key in the
+    /// token, its PIN from the environment.
+    fn token_run(&self, command: &[&str], key: &str, extra: &[&str]) -> Run {
+        let mut args = command.to_vec();
+        args.extend_from_slice(&["--pkcs11-key", key, "--pkcs11-pin-env", "TOKEN_PIN"]);
+        args.extend_from_slice(extra);
+        self.run(&args, &[])
+    }
+
+    /// One key per card, labelled by the card id: KEY2 for CARD_A (id 0a), the zero key for
+    /// CARD_B (id 0b).
+    fn import_card_keys(&self) {
+        let keys: [(&str, &str, Vec<u8>); 2] = [
+            (CARD_A, "0a", hex::decode(KEY2).unwrap()),
+            (CARD_B, "0b", vec![0u8; 24]),
+        ];
+        for (card, id, key) in keys {
+            self.hsm
+                .import(TOKEN, &format!("admin-{card}"), id, "DES3:24", &key);
+        }
+    }
 }
 
 fn uri(object: &str) -> String {
@@ -106,30 +129,17 @@ fn the_golden_key_in_a_token_unblocks_the_card() {
     let b = Bench::new(2);
     let card = b.stack.insert(0, &blocked_golden_card());
     let u = uri("admin-key");
-    let r = b.run(
-        &[
-            "unblock",
-            "--pkcs11-key",
-            &u,
-            "--pkcs11-pin-env",
-            "TOKEN_PIN",
-            "--new-pin-env",
-            "NEW_PIN",
-            "--json",
-            "-v",
-        ],
-        &[],
+    let r = b.token_run(
+        &["unblock"],
+        &u,
+        &["--new-pin-env", "NEW_PIN", "--json", "-v"],
     );
     r.expect(0);
     assert_eq!(r.json()["pin_reset"], true);
     // -v: the token, the label and the check value the token computed.
-    assert!(
-        r.stderr.contains("token \"scunblock\"")
-            && r.stderr.contains("label \"admin-key\"")
-            && r.stderr.contains("check value 8CA64D"),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has("token \"scunblock\"")
+        .stderr_has("label \"admin-key\"")
+        .stderr_has("check value 8CA64D");
     let state = card.state();
     assert_eq!(cryptograms(&state), 1);
     assert_eq!(state["ext_auth_with_data"], 1);
@@ -175,19 +185,10 @@ fn the_module_comes_from_the_flag_the_uri_or_the_environment() {
         );
     }
     // No module anywhere (and no p11-kit proxy here) is exit 2, card untouched.
-    let r = b.run(
-        &[
-            "auth",
-            "--pkcs11-key",
-            &bare,
-            "--pkcs11-pin-env",
-            "TOKEN_PIN",
-        ],
-        &[],
-    );
+    let r = b.token_run(&["auth"], &bare, &[]);
     if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so").exists() {
         r.expect(2);
-        assert!(r.stderr.contains("no PKCS#11 module"), "{}", r.stderr);
+        r.stderr_has("no PKCS#11 module");
     }
     assert_eq!(cryptograms(&card.state()), 3);
 }
@@ -195,63 +196,28 @@ fn the_module_comes_from_the_flag_the_uri_or_the_environment() {
 #[test]
 fn a_per_card_key_is_chosen_through_card_id() {
     let b = Bench::new(2);
-    b.hsm.import(
-        TOKEN,
-        &format!("admin-{CARD_A}"),
-        "0a",
-        "DES3:24",
-        &hex::decode(KEY2).unwrap(),
-    );
-    b.hsm.import(
-        TOKEN,
-        &format!("admin-{CARD_B}"),
-        "0b",
-        "DES3:24",
-        &[0u8; 24],
-    );
+    b.import_card_keys();
     let card = b.stack.insert(0, &key2_card());
     let u = format!("pkcs11:token={TOKEN};object=admin-{{card_id}}?module-path={SOFTHSM}");
     // Braces and upper case: the id is used in its JSON form.
     let upper = format!("{{{}}}", CARD_A.to_uppercase());
-    b.run(
-        &[
-            "auth",
-            "--pkcs11-key",
-            &u,
-            "--pkcs11-pin-env",
-            "TOKEN_PIN",
-            "--card-id",
-            &upper,
-            "-v",
-        ],
-        &[],
-    )
-    .expect(0);
+    b.token_run(&["auth"], &u, &["--card-id", &upper, "-v"])
+        .expect(0);
     let state = card.state();
     assert_eq!(cryptograms(&state), 1);
     assert_eq!(state["admin_tries"], 5, "the card took the response");
     // Without a card id: exit 2, no cryptogram.
-    let r = b.run(
-        &["auth", "--pkcs11-key", &u, "--pkcs11-pin-env", "TOKEN_PIN"],
-        &[],
-    );
+    let r = b.token_run(&["auth"], &u, &[]);
     r.expect(2);
-    assert!(r.stderr.contains("{card_id}"), "{}", r.stderr);
+    r.stderr_has("{card_id}");
     // A card id with no key: the object is not found, exit 6.
-    let r = b.run(
-        &[
-            "auth",
-            "--pkcs11-key",
-            &u,
-            "--pkcs11-pin-env",
-            "TOKEN_PIN",
-            "--card-id",
-            "99999999-9999-9999-9999-999999999999",
-        ],
-        &[],
+    let r = b.token_run(
+        &["auth"],
+        &u,
+        &["--card-id", "99999999-9999-9999-9999-999999999999"],
     );
     r.expect(6);
-    assert!(r.stderr.contains("is not on the token"), "{}", r.stderr);
+    r.stderr_has("is not on the token");
     assert_eq!(cryptograms(&card.state()), 1);
 }
 
@@ -279,8 +245,8 @@ fn a_wrong_token_pin_is_tried_once_and_sends_nothing() {
         ],
     );
     r.expect(6);
-    assert!(r.stderr.contains("token PIN is wrong"), "{}", r.stderr);
-    assert!(r.stderr.contains("CKF_USER_PIN_COUNT_LOW"), "{}", r.stderr);
+    r.stderr_has("token PIN is wrong");
+    r.stderr_has("CKF_USER_PIN_COUNT_LOW");
     assert_eq!(
         calls(&log, "C_Login"),
         1,
@@ -320,19 +286,7 @@ fn token_failures_each_say_what_is_wrong() {
         ),
     ];
     for (u, says) in &cases {
-        let r = b.run(
-            &[
-                "unblock",
-                "--pkcs11-key",
-                u,
-                "--pkcs11-pin-env",
-                "TOKEN_PIN",
-                "--new-pin-env",
-                "NEW_PIN",
-                "--json",
-            ],
-            &[],
-        );
+        let r = b.token_run(&["unblock"], u, &["--new-pin-env", "NEW_PIN", "--json"]);
         r.expect(6);
         let doc = r.json();
         assert_eq!(doc["error"]["class"], "responder", "{u}");
@@ -360,18 +314,7 @@ fn the_keys_stay_sensitive_and_non_extractable_after_the_runs() {
     let b = Bench::new(2);
     let card = b.stack.insert(0, &key2_card());
     for _ in 0..2 {
-        b.run(
-            &[
-                "auth",
-                "--pkcs11-key",
-                &uri("admin-2"),
-                "--pkcs11-pin-env",
-                "TOKEN_PIN",
-                "-v",
-            ],
-            &[],
-        )
-        .expect(0);
+        b.token_run(&["auth"], &uri("admin-2"), &["-v"]).expect(0);
     }
     assert_eq!(cryptograms(&card.state()), 2);
     for label in ["admin-key", "admin-2"] {
@@ -400,31 +343,10 @@ fn the_keys_stay_sensitive_and_non_extractable_after_the_runs() {
 fn respond_computes_what_manual_accepts() {
     let b = Bench::new(2);
     b.hsm.import(TOKEN, "aes-key", "03", "AES:16", &[7u8; 16]);
-    let r = b.run(
-        &[
-            "respond",
-            "1hFD+cz/0so=",
-            "--pkcs11-key",
-            &uri("admin-key"),
-            "--pkcs11-pin-env",
-            "TOKEN_PIN",
-        ],
-        &[],
-    );
+    let r = b.token_run(&["respond", "1hFD+cz/0so="], &uri("admin-key"), &[]);
     r.expect(0);
     assert_eq!(r.stdout, format!("{GOLDEN_RESPONSE}\n"));
-    let r = b.run(
-        &[
-            "respond",
-            CHALLENGE2,
-            "--pkcs11-key",
-            &uri("admin-2"),
-            "--pkcs11-pin-env",
-            "TOKEN_PIN",
-            "--json",
-        ],
-        &[],
-    );
+    let r = b.token_run(&["respond", CHALLENGE2], &uri("admin-2"), &["--json"]);
     r.expect(0);
     let doc: Value = r.json();
     assert_eq!(doc["command"], "respond");
@@ -441,17 +363,9 @@ fn respond_computes_what_manual_accepts() {
     );
     // An AES card: a 16-byte challenge, CKM_AES_ECB.
     let aes_challenge = "00112233445566778899aabbccddeeff";
-    let r = b.run(
-        &[
-            "respond",
-            aes_challenge,
-            "--key-alg",
-            "aes128",
-            "--pkcs11-key",
-            &uri("aes-key"),
-            "--pkcs11-pin-env",
-            "TOKEN_PIN",
-        ],
+    let r = b.token_run(
+        &["respond", aes_challenge, "--key-alg", "aes128"],
+        &uri("aes-key"),
         &[],
     );
     r.expect(0);
@@ -460,32 +374,14 @@ fn respond_computes_what_manual_accepts() {
         openssl_ecb("-aes-128-ecb", &hex::encode([7u8; 16]), aes_challenge)
     );
     // The DES3 key for an AES card, and the AES key for a 3DES card: exit 6.
-    let r = b.run(
-        &[
-            "respond",
-            aes_challenge,
-            "--key-alg",
-            "aes128",
-            "--pkcs11-key",
-            &uri("admin-2"),
-            "--pkcs11-pin-env",
-            "TOKEN_PIN",
-        ],
+    let r = b.token_run(
+        &["respond", aes_challenge, "--key-alg", "aes128"],
+        &uri("admin-2"),
         &[],
     );
     r.expect(6);
     assert!(r.stdout.is_empty());
-    let r = b.run(
-        &[
-            "respond",
-            CHALLENGE2,
-            "--pkcs11-key",
-            &uri("aes-key"),
-            "--pkcs11-pin-env",
-            "TOKEN_PIN",
-        ],
-        &[],
-    );
+    let r = b.token_run(&["respond", CHALLENGE2], &uri("aes-key"), &[]);
     r.expect(6);
     // A file key gives the same line.
     let dir = tempfile::tempdir().unwrap();
@@ -667,22 +563,8 @@ fn no_secret_in_any_output_with_trace_and_verbose() {
 #[test]
 fn watch_unblocks_two_cards_through_the_token() {
     let b = Bench::new(2);
-    b.hsm.import(
-        TOKEN,
-        &format!("admin-{CARD_A}"),
-        "0a",
-        "DES3:24",
-        &hex::decode(KEY2).unwrap(),
-    );
-    b.hsm.import(
-        TOKEN,
-        &format!("admin-{CARD_B}"),
-        "0b",
-        "DES3:24",
-        &[0u8; 24],
-    );
+    b.import_card_keys();
     let dir = tempfile::tempdir().unwrap();
-    let pin_file = secret_file(dir.path(), "token.pin", format!("{USER_PIN}\n").as_bytes());
     let ra = b.stack.reader_name(0);
     let id_cmd = dir.path().join("card-id");
     std::fs::write(
@@ -696,24 +578,12 @@ fn watch_unblocks_two_cards_through_the_token() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&id_cmd, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
-    let (log, spy) = spy_env(dir.path());
     let u = format!("pkcs11:token={TOKEN};object=admin-{{card_id}}");
-    let w = WatchRun::start(
+    let (w, log) = WatchRun::through_spy(
         &b,
-        &[
-            "--unblock",
-            "--pkcs11-key",
-            &u,
-            "--pkcs11-module",
-            SPY,
-            "--pkcs11-pin-file",
-            pin_file.to_str().unwrap(),
-            "--card-id-command",
-            id_cmd.to_str().unwrap(),
-            "--new-pin-command",
-            "echo 24681357",
-        ],
-        &[(spy[0].0, spy[0].1.as_str()), (spy[1].0, spy[1].1.as_str())],
+        &u,
+        dir.path(),
+        &["--card-id-command", id_cmd.to_str().unwrap()],
     );
     let a = b
         .stack
@@ -879,6 +749,32 @@ impl WatchRun {
         w
     }
 
+    /// `watch --unblock --pkcs11-key KEY` through the spy (its log in `dir`, returned too),
+    /// the token PIN from a file in `dir`, the new PIN from `echo 24681357`, plus `extra`.
+    fn through_spy(
+        b: &Bench,
+        key: &str,
+        dir: &std::path::Path,
+        extra: &[&str],
+    ) -> (WatchRun, std::path::PathBuf) {
+        let pin_file = secret_file(dir, "token.pin", format!("{USER_PIN}\n").as_bytes());
+        let (log, spy) = spy_env(dir);
+        let mut args = vec![
+            "--unblock",
+            "--pkcs11-key",
+            key,
+            "--pkcs11-module",
+            SPY,
+            "--pkcs11-pin-file",
+            pin_file.to_str().unwrap(),
+            "--new-pin-command",
+            "echo 24681357",
+        ];
+        args.extend_from_slice(extra);
+        let env = [(spy[0].0, spy[0].1.as_str()), (spy[1].0, spy[1].1.as_str())];
+        (WatchRun::start(b, &args, &env), log)
+    }
+
     fn named(&self, name: &str) -> Vec<Value> {
         let e = self.events.lock().unwrap();
         e.iter().filter(|e| e["event"] == name).cloned().collect()
@@ -911,8 +807,7 @@ impl WatchRun {
         if let Some(r) = self.reader.take() {
             r.join().unwrap();
         }
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err).unwrap();
+        let err = drain(self.child.stderr.take());
         assert!(!err.contains("panicked"), "{err}");
         (status.code(), err)
     }
@@ -933,25 +828,8 @@ impl Drop for WatchRun {
 fn a_token_that_goes_away_fails_the_next_cards_as_responder_failures() {
     let b = Bench::new(2);
     let dir = tempfile::tempdir().unwrap();
-    let pin_file = secret_file(dir.path(), "token.pin", format!("{USER_PIN}\n").as_bytes());
-    let (log, spy) = spy_env(dir.path());
     let u = format!("pkcs11:token={TOKEN};object=admin-key");
-    let w = WatchRun::start(
-        &b,
-        &[
-            "--unblock",
-            "--pkcs11-key",
-            &u,
-            "--pkcs11-module",
-            SPY,
-            "--pkcs11-pin-file",
-            pin_file.to_str().unwrap(),
-            "--new-pin-command",
-            "echo 24681357",
-            "-v",
-        ],
-        &[(spy[0].0, spy[0].1.as_str()), (spy[1].0, spy[1].1.as_str())],
-    );
+    let (w, log) = WatchRun::through_spy(&b, &u, dir.path(), &["-v"]);
     let blocked = ["--admin-key", ZERO_KEY, "--pin-tries", "0", "--quiet"];
     let first = b.stack.insert(0, &blocked);
     w.wait("unblock_succeeded", 1);

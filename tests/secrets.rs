@@ -18,13 +18,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cm::CmServer;
-use common::run::{cryptograms, scunblock, secret_file, Run};
+use common::run::{cryptograms, drain, scunblock, secret_file, Run, WRONG_KEY};
 use common::stack::VStack;
 
 /// The card's admin key: distinctive bytes, so any leak of it (or of an 8-byte half)
 /// is found.
 const KEY: &str = "8f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978";
-const WRONG_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
 const PIN: &str = "Zq7#Wm2!";
 const TOKEN: &str = "eyJhbGciOiJub25lIn0.scunblock-secret-bearer-7f3a9c";
 const CARDID: &str = "bc88f13f-83ba-4037-8262-46eba1291c6e";
@@ -342,8 +341,8 @@ fn watch_never_prints_a_secret() {
     other.wait_state(Duration::from_secs(20), |st| st["ext_auth_with_data"] == 1);
     std::thread::sleep(Duration::from_millis(500));
     let out = stop(&mut child);
-    assert!(out.stdout.contains("unblock_succeeded"), "{}", out.stdout);
-    assert!(out.stdout.contains("unblock_failed"), "{}", out.stdout);
+    out.stdout_has("unblock_succeeded");
+    out.stdout_has("unblock_failed");
     assert_clean("scunblock watch", &out.all());
     let inherited = std::fs::read_to_string(&env_dump).unwrap();
     assert!(!inherited.contains("SC_KEY"), "{inherited}");
@@ -376,21 +375,8 @@ fn stop(child: &mut Child) -> Run {
         assert!(Instant::now() < deadline, "watch did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    use std::io::Read;
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     Run {
         code: child.wait().unwrap().code().unwrap_or(-1),
         stdout,
@@ -421,24 +407,17 @@ fn readable_secret_files_are_refused() {
         chmod(&key, mode);
         let r = run(&["auth", "--admin-key-file", k]);
         r.expect(2);
-        assert!(
-            r.stderr.contains(&format!("has mode {mode:03o}"))
-                && r.stderr.contains("chmod 600")
-                && r.stderr.contains("--allow-insecure-key-file"),
-            "{}",
-            r.stderr
-        );
+        r.stderr_has(&format!("has mode {mode:03o}"))
+            .stderr_has("chmod 600")
+            .stderr_has("--allow-insecure-key-file");
         // The override is explicit; it gets as far as the (absent) PC/SC service.
         run(&["auth", "--admin-key-file", k, "--allow-insecure-key-file"]).expect(3);
 
         chmod(&pin, mode);
         let r = run(&["unblock", "--admin-key-env", "K", "--new-pin-file", p]);
         r.expect(2);
-        assert!(
-            r.stderr.contains("chmod 600") && r.stderr.contains("--allow-insecure-pin-file"),
-            "{}",
-            r.stderr
-        );
+        r.stderr_has("chmod 600")
+            .stderr_has("--allow-insecure-pin-file");
 
         chmod(&token, mode);
         let r = run(&[
@@ -451,7 +430,7 @@ fn readable_secret_files_are_refused() {
             t,
         ]);
         r.expect(2);
-        assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+        r.stderr_has("chmod 600");
         assert!(!r.stderr.contains("--allow-insecure"), "{}", r.stderr);
     }
     chmod(&key, 0o600);

@@ -30,14 +30,13 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::run::{apdus, secret_file, GOLDEN_CHALLENGE, ZERO_KEY};
-use common::stack::VStack;
+use common::run::{apdus, secret_file, GOLDEN_CHALLENGE, PIV_DEFAULT_KEY, WRONG_KEY, ZERO_KEY};
+use common::stack::{Card, VStack};
 use serde_json::Value;
 
-/// gids-tool takes exactly 24-byte keys; the GIDS example key of Microsoft's docs.
-const GIDS_KEY: &str = "010203040506070801020304050607080102030405060708";
-/// The PIV default management key (3DES, three equal halves).
-const PIV_DEFAULT_KEY: &str = "010203040506070801020304050607080102030405060708";
+/// gids-tool takes exactly 24-byte keys; the GIDS example key of Microsoft's docs (the
+/// same bytes as PIV's default management key).
+const GIDS_KEY: &str = PIV_DEFAULT_KEY;
 /// The card's default id (`--card-id`).
 const DEFAULT_CARD_ID: &str = "00112233445566778899aabbccddeeff";
 
@@ -79,6 +78,13 @@ impl Out {
             self.stderr
         );
         self
+    }
+
+    /// A scripted session that ran (exit 0) and got the status words `words`, one per APDU
+    /// sent; `what` names the case.
+    fn expect_words(&self, words: &[&str], what: &str) {
+        self.expect(0);
+        assert_eq!(self.status_words(), words, "{what}\n{}", self.stdout);
     }
 
     /// The status words `opensc-tool -s` printed, one per APDU sent ("9000", "6300").
@@ -142,6 +148,77 @@ impl Bench {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+
+    /// A card of `family` with `args` in reader 0.
+    fn card(&self, family: &str, args: &[&str]) -> Card {
+        let mut all = vec!["--family", family];
+        all.extend_from_slice(args);
+        self.stack.insert(0, &all)
+    }
+
+    /// A card of `family` whose admin key is `key` of algorithm `alg`, that asks `challenge`,
+    /// with `extra` options.
+    fn keyed_card(
+        &self,
+        family: &str,
+        (alg, key): (&str, &str),
+        challenge: &str,
+        extra: &[&str],
+    ) -> Card {
+        let mut args = vec![
+            "--mgmt-alg",
+            alg,
+            "--admin-key",
+            key,
+            "--challenge",
+            challenge,
+        ];
+        args.extend_from_slice(extra);
+        self.card(family, &args)
+    }
+
+    /// `gids-tool -r 0 --unblock` with the admin key `key` and the new PIN `pin` (both
+    /// through the environment, as gids-tool takes them).
+    fn gids_unblock(&self, key: &str, pin: &str) -> Out {
+        self.tool(
+            "gids-tool",
+            &[
+                "-r",
+                "0",
+                "--unblock",
+                "--admin-key",
+                "env:K",
+                "--pin",
+                "env:P",
+            ],
+            &[("K", key), ("P", pin)],
+        )
+    }
+
+    /// `piv-tool -r 0 -A <method>` with `key` (hex) in the file `name`, which piv-tool reads
+    /// from PIV_EXT_AUTH_KEY.
+    fn piv_tool_auth(&self, method: &str, name: &str, key: &str) -> Out {
+        let key_file = secret_file(self.dir(), name, key.as_bytes());
+        let env = [("PIV_EXT_AUTH_KEY", key_file.to_str().expect("UTF-8 path"))];
+        self.tool("piv-tool", &["-r", "0", "-A", method], &env)
+    }
+
+    /// `yubico-piv-tool -r <reader of slot> args...`.
+    fn yubico(&self, slot: usize, args: &[&str]) -> Out {
+        let reader = self.stack.reader_name(slot);
+        let mut all = vec!["-r", &reader];
+        all.extend_from_slice(args);
+        self.tool("yubico-piv-tool", &all, &[])
+    }
+
+    /// `opensc-tool -r 0 -c default -s APDU ...`: a scripted session, one `-s` an APDU.
+    fn opensc_script(&self, apdus: &[&str]) -> Out {
+        let mut args = vec!["-r", "0", "-c", "default"];
+        for apdu in apdus {
+            args.extend_from_slice(&["-s", apdu]);
+        }
+        self.tool("opensc-tool", &args, &[])
+    }
 }
 
 /// `openssl enc -<cipher> -nopad -K <key>` of `data`: the cryptogram, computed by a
@@ -175,6 +252,15 @@ fn s<'a>(state: &'a Value, key: &str) -> &'a Value {
     &state[key]
 }
 
+/// Whether the card answered `sw` (lowercase hex) to any APDU.
+fn answered(state: &Value, sw: &str) -> bool {
+    state["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == sw)
+}
+
 /// APDUs of the log that start with `prefix` (lowercase hex).
 fn sent(state: &Value, prefix: &str) -> usize {
     apdus(state)
@@ -194,14 +280,10 @@ fn ascii(s: &str) -> String {
 #[test]
 fn gids_tool_initializes_a_new_card_and_its_key_works() {
     let bench = Bench::new();
-    let card = bench.stack.insert(
-        0,
-        &["--family", "gids", "--gids-uninitialised", "--no-card-id"],
-    );
+    let card = bench.card("gids", &["--gids-uninitialised", "--no-card-id"]);
     let serial = "f00df00df00df00d0123456789abcdef";
-    let env = [("GIDS_KEY", GIDS_KEY), ("GIDS_PIN", "246810")];
-    bench
-        .tool(
+    let initialize = || {
+        bench.tool(
             "gids-tool",
             &[
                 "-r",
@@ -214,9 +296,10 @@ fn gids_tool_initializes_a_new_card_and_its_key_works() {
                 "--serial-number",
                 serial,
             ],
-            &env,
+            &[("GIDS_KEY", GIDS_KEY), ("GIDS_PIN", "246810")],
         )
-        .expect(0);
+    };
+    initialize().expect(0);
     let state = card.state();
     assert_eq!(s(&state, "gids_initialised"), true, "{state:#}");
     assert_eq!(s(&state, "admin_key"), GIDS_KEY);
@@ -238,40 +321,12 @@ fn gids_tool_initializes_a_new_card_and_its_key_works() {
         .contains("File: mscp\\cmapfile");
 
     // A second initialisation is refused (gids-tool still exits 0, but says so).
-    bench
-        .tool(
-            "gids-tool",
-            &[
-                "-r",
-                "0",
-                "--initialize",
-                "--admin-key",
-                "env:GIDS_KEY",
-                "--pin",
-                "env:GIDS_PIN",
-                "--serial-number",
-                serial,
-            ],
-            &env,
-        )
-        .contains("SC_CARDCTL_GIDS_INITIALIZE, *) failed");
+    initialize().contains("SC_CARDCTL_GIDS_INITIALIZE, *) failed");
     assert_eq!(card.state()["card_id"], serial);
 
     // The key that gids-tool set is the card's admin key now.
     bench
-        .tool(
-            "gids-tool",
-            &[
-                "-r",
-                "0",
-                "--unblock",
-                "--admin-key",
-                "env:GIDS_KEY",
-                "--pin",
-                "env:NEW_PIN",
-            ],
-            &[("GIDS_KEY", GIDS_KEY), ("NEW_PIN", "135790")],
-        )
+        .gids_unblock(GIDS_KEY, "135790")
         .expect(0)
         .contains("Unblock PIN done successfully");
     let state = card.state();
@@ -282,60 +337,20 @@ fn gids_tool_initializes_a_new_card_and_its_key_works() {
 #[test]
 fn gids_tool_unblocks_with_mutual_authentication() {
     let bench = Bench::new();
-    let card = bench.stack.insert(
-        0,
-        &[
-            "--family",
-            "gids",
-            "--admin-key",
-            GIDS_KEY,
-            "--pin-tries",
-            "0",
-        ],
-    );
-    let wrong = "0123456789abcdef0123456789abcdef0123456789abcdef";
-
+    let card = bench.card("gids", &["--admin-key", GIDS_KEY, "--pin-tries", "0"]);
     // A wrong key: the card refuses the mutual block (6982) and counts it, silently.
     bench
-        .tool(
-            "gids-tool",
-            &[
-                "-r",
-                "0",
-                "--unblock",
-                "--admin-key",
-                "env:K",
-                "--pin",
-                "env:P",
-            ],
-            &[("K", wrong), ("P", "4321")],
-        )
+        .gids_unblock(WRONG_KEY, "4321")
         .expect(1)
         .contains("failed");
     let state = card.state();
     assert_eq!(s(&state, "admin_tries"), 4);
     assert_eq!(s(&state, "pin_tries"), 0);
     assert_eq!(s(&state, "admin_responses"), 1);
-    assert!(state["responses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r == "6982"));
+    assert!(answered(&state, "6982"));
 
     bench
-        .tool(
-            "gids-tool",
-            &[
-                "-r",
-                "0",
-                "--unblock",
-                "--admin-key",
-                "env:K",
-                "--pin",
-                "env:P",
-            ],
-            &[("K", GIDS_KEY), ("P", "4321")],
-        )
+        .gids_unblock(GIDS_KEY, "4321")
         .expect(0)
         .contains("Administrator authentication successful")
         .contains("Unblock PIN done successfully");
@@ -357,10 +372,7 @@ fn gids_tool_unblocks_with_mutual_authentication() {
 #[test]
 fn pkcs15_tool_lists_the_gids_pin_and_its_tries() {
     let bench = Bench::new();
-    let card = bench.stack.insert(
-        0,
-        &["--family", "gids", "--pin-tries", "2", "--pin-max", "5"],
-    );
+    let card = bench.card("gids", &["--pin-tries", "2", "--pin-max", "5"]);
     bench
         .tool("pkcs15-tool", &["-r", "0", "--list-pins"], &[])
         .expect(0)
@@ -381,16 +393,9 @@ fn pkcs15_tool_lists_the_gids_pin_and_its_tries() {
 #[test]
 fn gids_external_form_scripted_with_openssl_cryptograms() {
     let bench = Bench::new();
-    let card = bench.stack.insert(
-        0,
-        &[
-            "--family",
-            "gids",
-            "--challenge",
-            GOLDEN_CHALLENGE,
-            "--pin-tries",
-            "0",
-        ],
+    let card = bench.card(
+        "gids",
+        &["--challenge", GOLDEN_CHALLENGE, "--pin-tries", "0"],
     );
     let r = openssl_ecb("des-ede3", ZERO_KEY, GOLDEN_CHALLENGE);
     let wrong = openssl_ecb("des-ede3", &"11".repeat(24), GOLDEN_CHALLENGE);
@@ -398,44 +403,24 @@ fn gids_external_form_scripted_with_openssl_cryptograms() {
     let mse = "00 22 81 A4 03 83 01 80";
     let challenge = "00 87 00 00 04 7C 02 81 00 00";
     let response = |r: &str| format!("00 87 00 00 0C 7C 0A 82 08 {r}");
-    let out = bench.tool(
-        "opensc-tool",
+    let out = bench.opensc_script(&[
+        select,
+        mse,
+        challenge,
+        select,
+        &response(&r),
+        challenge,
+        &response(&wrong),
+        challenge,
+        &response(&r),
+        "00 2C 02 80 04 31 32 33 34",
+        "00 CB 3F FF 04 5C 02 7F 71 00",
+    ]);
+    out.expect_words(
         &[
-            "-r",
-            "0",
-            "-c",
-            "default",
-            "-s",
-            select,
-            "-s",
-            mse,
-            "-s",
-            challenge,
-            "-s",
-            select,
-            "-s",
-            &response(&r),
-            "-s",
-            challenge,
-            "-s",
-            &response(&wrong),
-            "-s",
-            challenge,
-            "-s",
-            &response(&r),
-            "-s",
-            "00 2C 02 80 04 31 32 33 34",
-            "-s",
-            "00 CB 3F FF 04 5C 02 7F 71 00",
+            "9000", "9000", "9000", "9000", "6985", "9000", "6982", "9000", "9000", "9000", "9000",
         ],
-        &[],
-    );
-    out.expect(0);
-    assert_eq!(
-        out.status_words(),
-        ["9000", "9000", "9000", "9000", "6985", "9000", "6982", "9000", "9000", "9000", "9000"],
-        "{}",
-        out.stdout
+        "",
     );
     // The PIN status object after the unblock: 3 tries of 3.
     assert!(
@@ -457,15 +442,9 @@ fn gids_external_form_scripted_with_openssl_cryptograms() {
 #[test]
 fn yubico_piv_tool_status() {
     let bench = Bench::new();
-    let card = bench
-        .stack
-        .insert(0, &["--family", "piv", "--pin-tries", "2"]);
+    let card = bench.card("piv", &["--pin-tries", "2"]);
     let bare = bench.stack.insert(1, &["--family", "piv", "--no-card-id"]);
-    let out = bench.tool(
-        "yubico-piv-tool",
-        &["-r", &bench.stack.reader_name(0), "-a", "status"],
-        &[],
-    );
+    let out = bench.yubico(0, &["-a", "status"]);
     out.expect(0)
         .contains("Version:\t5.7.1")
         .contains("Serial Number:\t12345678")
@@ -480,44 +459,24 @@ fn yubico_piv_tool_status() {
     assert_eq!(s(&state, "pin_tries"), 2);
 
     bench
-        .tool(
-            "yubico-piv-tool",
-            &["-r", &bench.stack.reader_name(1), "-a", "status"],
-            &[],
-        )
+        .yubico(1, &["-a", "status"])
         .expect(0)
         .contains("CHUID:\tNo data available")
         .contains("PIN tries left:\t3");
-    assert!(bare.state()["responses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r == "6a82"));
+    assert!(answered(&bare.state(), "6a82"));
 }
 
 #[test]
 fn yubico_piv_tool_verify_pin() {
     let bench = Bench::new();
-    let card = bench.stack.insert(
-        0,
-        &["--family", "piv", "--pin", "123456", "--pin-tries", "2"],
-    );
-    let reader = bench.stack.reader_name(0);
+    let card = bench.card("piv", &["--pin", "123456", "--pin-tries", "2"]);
     bench
-        .tool(
-            "yubico-piv-tool",
-            &["-r", &reader, "-a", "verify-pin", "-P", "999999"],
-            &[],
-        )
+        .yubico(0, &["-a", "verify-pin", "-P", "999999"])
         .expect_failure()
         .contains("1 tries left");
     assert_eq!(card.state()["pin_tries"], 1);
     bench
-        .tool(
-            "yubico-piv-tool",
-            &["-r", &reader, "-a", "verify-pin", "-P", "123456"],
-            &[],
-        )
+        .yubico(0, &["-a", "verify-pin", "-P", "123456"])
         .expect(0)
         .contains("Successfully verified PIN");
     let state = card.state();
@@ -533,26 +492,9 @@ fn yubico_piv_tool_verify_pin() {
 #[test]
 fn yubico_piv_tool_unblocks_the_pin_with_the_puk() {
     let bench = Bench::new();
-    let card = bench.stack.insert(
-        0,
-        &["--family", "piv", "--pin-tries", "0", "--puk", "87654321"],
-    );
-    let reader = bench.stack.reader_name(0);
+    let card = bench.card("piv", &["--pin-tries", "0", "--puk", "87654321"]);
     bench
-        .tool(
-            "yubico-piv-tool",
-            &[
-                "-r",
-                &reader,
-                "-a",
-                "unblock-pin",
-                "-P",
-                "11111111",
-                "-N",
-                "654321",
-            ],
-            &[],
-        )
+        .yubico(0, &["-a", "unblock-pin", "-P", "11111111", "-N", "654321"])
         .expect_failure();
     let state = card.state();
     assert_eq!(s(&state, "puk_tries"), 2);
@@ -560,20 +502,7 @@ fn yubico_piv_tool_unblocks_the_pin_with_the_puk() {
     assert_eq!(s(&state, "pin"), "12345678");
 
     bench
-        .tool(
-            "yubico-piv-tool",
-            &[
-                "-r",
-                &reader,
-                "-a",
-                "unblock-pin",
-                "-P",
-                "87654321",
-                "-N",
-                "654321",
-            ],
-            &[],
-        )
+        .yubico(0, &["-a", "unblock-pin", "-P", "87654321", "-N", "654321"])
         .expect(0)
         .contains("Successfully unblocked the pin code");
     let state = card.state();
@@ -595,34 +524,16 @@ fn yubico_piv_tool_unblocks_the_pin_with_the_puk() {
 #[test]
 fn yubico_piv_tool_set_chuid_with_the_3des_management_key() {
     let bench = Bench::new();
-    let card = bench
-        .stack
-        .insert(0, &["--family", "piv", "--admin-key", PIV_DEFAULT_KEY]);
-    let reader = bench.stack.reader_name(0);
-    let wrong = "0123456789abcdef0123456789abcdef0123456789abcdef";
+    let card = bench.card("piv", &["--admin-key", PIV_DEFAULT_KEY]);
     bench
-        .tool(
-            "yubico-piv-tool",
-            &["-r", &reader, "-a", "set-chuid", &format!("--key={wrong}")],
-            &[],
-        )
+        .yubico(0, &["-a", "set-chuid", &format!("--key={WRONG_KEY}")])
         .expect_failure();
     let state = card.state();
     assert_eq!(s(&state, "card_id"), DEFAULT_CARD_ID);
     assert_eq!(s(&state, "admin_tries"), 4);
 
     bench
-        .tool(
-            "yubico-piv-tool",
-            &[
-                "-r",
-                &reader,
-                "-a",
-                "set-chuid",
-                &format!("--key={PIV_DEFAULT_KEY}"),
-            ],
-            &[],
-        )
+        .yubico(0, &["-a", "set-chuid", &format!("--key={PIV_DEFAULT_KEY}")])
         .expect(0)
         .contains("Successfully set new CHUID");
     let state = card.state();
@@ -641,7 +552,7 @@ fn yubico_piv_tool_set_chuid_with_the_3des_management_key() {
 
     // The new GUID is what the card reports from now on.
     bench
-        .tool("yubico-piv-tool", &["-r", &reader, "-a", "status"], &[])
+        .yubico(0, &["-a", "status"])
         .expect(0)
         .contains(&format!("3410{guid}"));
 }
@@ -663,15 +574,10 @@ fn piv_tool_authenticates_with_3des_and_aes_management_keys() {
             "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
         ),
     ] {
-        let card = bench.stack.insert(
-            0,
-            &["--family", "piv", "--mgmt-alg", alg, "--admin-key", key],
-        );
-        let key_file = secret_file(bench.dir(), &format!("{alg}.key"), key.as_bytes());
-        let env = [("PIV_EXT_AUTH_KEY", key_file.to_str().expect("UTF-8 path"))];
+        let card = bench.card("piv", &["--mgmt-alg", alg, "--admin-key", key]);
         let method = format!("M:9B:{p1}");
         bench
-            .tool("piv-tool", &["-r", "0", "-A", &method], &env)
+            .piv_tool_auth(&method, &format!("{alg}.key"), key)
             .expect(0);
         let state = card.state();
         assert_eq!(s(&state, "mgmt_alg"), alg);
@@ -682,10 +588,8 @@ fn piv_tool_authenticates_with_3des_and_aes_management_keys() {
 
         // A key of the right length but the wrong value: the card refuses it and counts.
         let wrong: String = key.chars().rev().collect();
-        let wrong_file = secret_file(bench.dir(), &format!("{alg}.wrong"), wrong.as_bytes());
-        let env = [("PIV_EXT_AUTH_KEY", wrong_file.to_str().expect("UTF-8 path"))];
         bench
-            .tool("piv-tool", &["-r", "0", "-A", &method], &env)
+            .piv_tool_auth(&method, &format!("{alg}.wrong"), &wrong)
             .expect_failure();
         let state = card.state();
         assert_eq!(s(&state, "admin_tries"), 4, "{alg}");
@@ -710,20 +614,11 @@ fn piv_external_form_scripted_with_openssl_cryptograms() {
         ("3des", "03", "des-ede3", ZERO_KEY, GOLDEN_CHALLENGE),
         ("aes192", "0A", "aes-192-ecb", aes_key, aes_challenge),
     ] {
-        let card = bench.stack.insert(
-            0,
-            &[
-                "--family",
-                "piv",
-                "--mgmt-alg",
-                alg,
-                "--admin-key",
-                key,
-                "--challenge",
-                challenge,
-                "--wrong-response-sw",
-                "6A80",
-            ],
+        let card = bench.keyed_card(
+            "piv",
+            (alg, key),
+            challenge,
+            &["--wrong-response-sw", "6A80"],
         );
         let r = openssl_ecb(cipher, key, challenge);
         let n = challenge.len() / 2;
@@ -735,33 +630,14 @@ fn piv_external_form_scripted_with_openssl_cryptograms() {
                 n + 2
             )
         };
-        let out = bench.tool(
-            "opensc-tool",
-            &[
-                "-r",
-                "0",
-                "-c",
-                "default",
-                "-s",
-                "00 A4 04 00 09 A0 00 00 03 08 00 00 10 00",
-                "-s",
-                &challenge_apdu,
-                "-s",
-                &response_apdu(&r),
-                "-s",
-                &challenge_apdu,
-                "-s",
-                &response_apdu(&"00".repeat(n)),
-            ],
-            &[],
-        );
-        out.expect(0);
-        assert_eq!(
-            out.status_words(),
-            ["9000", "9000", "9000", "9000", "6a80"],
-            "{alg}\n{}",
-            out.stdout
-        );
+        let out = bench.opensc_script(&[
+            "00 A4 04 00 09 A0 00 00 03 08 00 00 10 00",
+            &challenge_apdu,
+            &response_apdu(&r),
+            &challenge_apdu,
+            &response_apdu(&"00".repeat(n)),
+        ]);
+        out.expect_words(&["9000", "9000", "9000", "9000", "6a80"], alg);
         let state = card.state();
         assert_eq!(s(&state, "admin_responses"), 2, "{alg}");
         assert_eq!(s(&state, "admin_tries"), 4, "{alg}");
@@ -781,54 +657,21 @@ fn crescendo_scripted_unlock_with_openssl_cryptograms() {
         ("3des", "des-ede3", ZERO_KEY, GOLDEN_CHALLENGE),
         ("aes128", "aes-128-ecb", aes_key, aes_challenge),
     ] {
-        let card = bench.stack.insert(
-            0,
-            &[
-                "--family",
-                "crescendo",
-                "--mgmt-alg",
-                alg,
-                "--admin-key",
-                key,
-                "--challenge",
-                challenge,
-                "--pin-tries",
-                "0",
-            ],
-        );
+        let card = bench.keyed_card("crescendo", (alg, key), challenge, &["--pin-tries", "0"]);
         let r = openssl_ecb(cipher, key, challenge);
         if alg == "3des" {
             // The golden vector of the CM docs, computed by openssl.
             assert_eq!(r, common::run::GOLDEN_RESPONSE);
         }
         let n = challenge.len() / 2;
-        let out = bench.tool(
-            "opensc-tool",
-            &[
-                "-r",
-                "0",
-                "-c",
-                "default",
-                "-s",
-                "00 A4 04 00 07 A0 00 00 00 79 10 00 00",
-                "-s",
-                "00 2C 02 00 08 39 38 37 36 FF FF FF FF",
-                "-s",
-                "00 84 00 00 00",
-                "-s",
-                &format!("00 82 00 01 {n:02X} {r}"),
-                "-s",
-                "00 2C 02 00 08 39 38 37 36 FF FF FF FF",
-            ],
-            &[],
-        );
-        out.expect(0);
-        assert_eq!(
-            out.status_words(),
-            ["9000", "63c5", "9000", "9000", "9000"],
-            "{alg}\n{}",
-            out.stdout
-        );
+        let out = bench.opensc_script(&[
+            "00 A4 04 00 07 A0 00 00 00 79 10 00 00",
+            "00 2C 02 00 08 39 38 37 36 FF FF FF FF",
+            "00 84 00 00 00",
+            &format!("00 82 00 01 {n:02X} {r}"),
+            "00 2C 02 00 08 39 38 37 36 FF FF FF FF",
+        ]);
+        out.expect_words(&["9000", "63c5", "9000", "9000", "9000"], alg);
         assert!(
             out.stdout
                 .to_lowercase()
@@ -849,47 +692,21 @@ fn crescendo_scripted_unlock_with_openssl_cryptograms() {
 #[test]
 fn crescendo_wrong_cryptogram_is_6300_and_unlocks_nothing() {
     let bench = Bench::new();
-    let card = bench.stack.insert(
-        0,
-        &[
-            "--family",
-            "crescendo",
-            "--challenge",
-            GOLDEN_CHALLENGE,
-            "--pin-tries",
-            "0",
-        ],
+    let card = bench.card(
+        "crescendo",
+        &["--challenge", GOLDEN_CHALLENGE, "--pin-tries", "0"],
     );
     let wrong = openssl_ecb("des-ede3", &"11".repeat(24), GOLDEN_CHALLENGE);
-    let out = bench.tool(
-        "opensc-tool",
-        &[
-            "-r",
-            "0",
-            "-c",
-            "default",
-            "-s",
-            "00 A4 04 00 07 A0 00 00 00 79 10 00 00",
-            "-s",
-            "00 84 00 00 00",
-            "-s",
-            &format!("00 82 00 01 08 {wrong}"),
-            "-s",
-            "00 2C 02 00 08 39 38 37 36 FF FF FF FF",
-            "-s",
-            "00 82 00 01 08 17466e766e303cb6",
-        ],
-        &[],
-    );
-    out.expect(0);
+    let out = bench.opensc_script(&[
+        "00 A4 04 00 07 A0 00 00 00 79 10 00 00",
+        "00 84 00 00 00",
+        &format!("00 82 00 01 08 {wrong}"),
+        "00 2C 02 00 08 39 38 37 36 FF FF FF FF",
+        "00 82 00 01 08 17466e766e303cb6",
+    ]);
     // Wrong: 6300; UNLOCK PIN without XAUTH: 63C4 (tries left); a replayed response with no
     // challenge: 6985.
-    assert_eq!(
-        out.status_words(),
-        ["9000", "9000", "6300", "63c4", "6985"],
-        "{}",
-        out.stdout
-    );
+    out.expect_words(&["9000", "9000", "6300", "63c4", "6985"], "");
     let state = card.state();
     assert_eq!(s(&state, "pin_tries"), 0);
     assert_eq!(s(&state, "admin_tries"), 4);

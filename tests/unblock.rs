@@ -3,8 +3,10 @@
 
 mod common;
 
+use common::rig::BLOCKED;
 use common::run::{
-    apdus, cryptograms, scunblock, secret_file, Run, GOLDEN_CHALLENGE, GOLDEN_RESPONSE, ZERO_KEY,
+    admin_key_file, apdus, cryptograms, scunblock, secret_file, unblock_args, Run, GOLDEN_RESPONSE,
+    ZERO_KEY,
 };
 use common::stack::VStack;
 
@@ -24,20 +26,12 @@ impl Bench {
     }
 
     fn key(&self, hex: &str) -> String {
-        secret_file(self.dir.path(), "admin.key", format!("{hex}\n").as_bytes())
-            .display()
-            .to_string()
+        admin_key_file(self.dir.path(), hex)
     }
 
     /// `unblock --admin-key-file KEY --new-pin-env NEW_PIN EXTRA...`
     fn unblock(&self, key_path: &str, extra: &[&str]) -> Run {
-        let mut args = vec![
-            "unblock",
-            "--admin-key-file",
-            key_path,
-            "--new-pin-env",
-            "NEW_PIN",
-        ];
+        let mut args = unblock_args(key_path);
         args.extend_from_slice(extra);
         self.run(&args)
     }
@@ -52,7 +46,7 @@ impl Bench {
 }
 
 fn blocked_card() -> Vec<&'static str> {
-    vec!["--challenge", GOLDEN_CHALLENGE, "--pin-tries", "0"]
+    BLOCKED.to_vec()
 }
 
 #[test]
@@ -91,7 +85,7 @@ fn wrong_key_spends_exactly_one_try() {
     let key = b.key(&"0123456789abcdef".repeat(3));
     let r = b.unblock(&key, &[]);
     r.expect(4);
-    assert!(r.stderr.contains("4 admin tries left"), "{}", r.stderr);
+    r.stderr_has("4 admin tries left");
     let state = card.state();
     assert_eq!(state["admin_tries"], 4);
     assert_eq!(cryptograms(&state), 1);
@@ -107,7 +101,7 @@ fn blocked_admin_key_exits_5_without_a_cryptogram() {
         .insert(0, &["--admin-tries", "0", "--pin-tries", "0"]);
     let r = b.unblock(&b.key(ZERO_KEY), &[]);
     r.expect(5);
-    assert!(r.stderr.contains("blocked"), "{}", r.stderr);
+    r.stderr_has("blocked");
     let state = card.state();
     assert_eq!(cryptograms(&state), 0);
     assert!(
@@ -125,11 +119,11 @@ fn last_admin_try_needs_the_flag() {
     let key = b.key(ZERO_KEY);
     let r = b.unblock(&key, &[]);
     r.expect(5);
-    assert!(r.stderr.contains("--force-last-try"), "{}", r.stderr);
+    r.stderr_has("--force-last-try");
     assert_eq!(cryptograms(&card.state()), 0);
     let r = b.unblock(&key, &["--force-last-try"]);
     r.expect(0);
-    assert!(r.stderr.contains("LAST admin try"), "{}", r.stderr);
+    r.stderr_has("LAST admin try");
     assert_eq!(card.state()["admin_tries"], 5);
 }
 
@@ -172,7 +166,7 @@ fn card_removed_after_get_challenge_exits_3() {
         .insert(0, &["--vanish-after", "4", "--pin-tries", "0"]);
     let r = b.unblock(&b.key(ZERO_KEY), &[]);
     r.expect(3);
-    assert!(r.stderr.contains("removed"), "{}", r.stderr);
+    r.stderr_has("removed");
     let state = card.state();
     assert_eq!(
         state["admin_tries"], 5,
@@ -197,39 +191,13 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
     let loose = loose.display().to_string();
     type Case<'a> = (Vec<&'a str>, &'a str, Vec<(&'a str, &'a str)>);
     let cases: Vec<Case> = vec![
+        (unblock_args(&short), "hex digits", vec![("NEW_PIN", PIN)]),
         (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &short,
-                "--new-pin-env",
-                "NEW_PIN",
-            ],
-            "hex digits",
-            vec![("NEW_PIN", PIN)],
-        ),
-        (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                "/nonexistent/key",
-                "--new-pin-env",
-                "NEW_PIN",
-            ],
+            unblock_args("/nonexistent/key"),
             "cannot read",
             vec![("NEW_PIN", PIN)],
         ),
-        (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &loose,
-                "--new-pin-env",
-                "NEW_PIN",
-            ],
-            "chmod 600",
-            vec![("NEW_PIN", PIN)],
-        ),
+        (unblock_args(&loose), "chmod 600", vec![("NEW_PIN", PIN)]),
         (
             vec![
                 "unblock",
@@ -241,28 +209,8 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
             "not set",
             vec![("NEW_PIN", PIN)],
         ),
-        (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-            ],
-            "4 to 8",
-            vec![("NEW_PIN", "123")],
-        ),
-        (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-            ],
-            "printable",
-            vec![("NEW_PIN", "12\t45")],
-        ),
+        (unblock_args(&key), "4 to 8", vec![("NEW_PIN", "123")]),
+        (unblock_args(&key), "printable", vec![("NEW_PIN", "12\t45")]),
         (
             vec!["unblock", "--admin-key-file", &key],
             "--new-pin-env",
@@ -274,28 +222,12 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
             vec![("NEW_PIN", PIN)],
         ),
         (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-                "--reader",
-                "no such reader",
-            ],
+            [unblock_args(&key), vec!["--reader", "no such reader"]].concat(),
             "no reader matches",
             vec![("NEW_PIN", PIN)],
         ),
         (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-                "--card-id",
-                "../x",
-            ],
+            [unblock_args(&key), vec!["--card-id", "../x"]].concat(),
             "not a GUID",
             vec![("NEW_PIN", PIN)],
         ),
@@ -313,15 +245,7 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
             vec![("NEW_PIN", PIN)],
         ),
         (
-            vec![
-                "unblock",
-                "--admin-key-file",
-                &key,
-                "--new-pin-env",
-                "NEW_PIN",
-                "--profile",
-                "/nonexistent.toml",
-            ],
+            [unblock_args(&key), vec!["--profile", "/nonexistent.toml"]].concat(),
             "profile",
             vec![("NEW_PIN", PIN)],
         ),
@@ -339,7 +263,7 @@ fn bad_input_exits_2_and_the_card_receives_nothing() {
     // CM options without --cm are refused, not silently ignored.
     let r = b.unblock(&key, &["--request-id", "x"]);
     r.expect(2);
-    assert!(r.stderr.contains("need --cm"), "{}", r.stderr);
+    r.stderr_has("need --cm");
     assert!(
         apdus(&card.state()).is_empty(),
         "{:?}",
@@ -375,7 +299,7 @@ fn no_pcscd_exits_3_naming_pcscd() {
         None,
     );
     r.expect(3);
-    assert!(r.stderr.contains("pcscd"), "{}", r.stderr);
+    r.stderr_has("pcscd");
     let r = scunblock(Some(&sock), &["readers", "--json"], &[], None);
     r.expect(3);
     assert_eq!(r.json()["exit_code"], 3);
@@ -391,8 +315,8 @@ fn trace_and_every_output_keep_secrets_out() {
     let key = b.key(key_hex);
     let r = b.unblock(&key, &["--trace", "-v", "--json"]);
     r.expect(0);
-    assert!(r.stderr.contains("REDACTED"), "{}", r.stderr);
-    assert!(r.stderr.contains("apdu > 00 84 00 00 08"), "{}", r.stderr);
+    r.stderr_has("REDACTED");
+    r.stderr_has("apdu > 00 84 00 00 08");
     assert_eq!(card.state()["pin"], PIN);
     let out = r.all();
     for secret in common::secrets::forms(&hex::decode(key_hex).unwrap())
@@ -426,8 +350,8 @@ fn readers_and_info_on_the_virtual_reader() {
     assert_eq!(doc["admin_tries"], 5);
     let r = b.run(&["info"]);
     r.expect(0);
-    assert!(r.stdout.contains("PIN tries:    2"), "{}", r.stdout);
-    assert!(r.stdout.contains("TCK"), "{}", r.stdout);
+    r.stdout_has("PIN tries:    2");
+    r.stdout_has("TCK");
     assert_eq!(cryptograms(&card.state()), 0, "info authenticates nothing");
 }
 
@@ -438,11 +362,8 @@ fn reader_selection() {
     b.stack.insert(1, &["--pin-tries", "1"]);
     let r = b.run(&["info"]);
     r.expect(2);
-    assert!(
-        r.stderr.contains(&b.stack.reader_name(0)) && r.stderr.contains(&b.stack.reader_name(1)),
-        "{}",
-        r.stderr
-    );
+    r.stderr_has(&b.stack.reader_name(0))
+        .stderr_has(&b.stack.reader_name(1));
     let by_index = b.run(&["info", "--json", "--reader", "1"]);
     assert_eq!(by_index.expect(0).json()["pin_tries_before"], 1);
     let exact = format!("@{}", b.stack.reader_name(1));
@@ -470,7 +391,7 @@ fn manual_response_from_stdin() {
         Some("F0Zudm4wPLY=\n"),
     );
     r.expect(0);
-    assert!(r.stderr.contains("1hFD+cz/0so="), "{}", r.stderr);
+    r.stderr_has("1hFD+cz/0so=");
     assert_eq!(card.state()["pin"], PIN);
     // A malformed answer sends nothing.
     let r = b.run_with(&["auth", "--manual"], &[], Some("F0Zudm4w\n"));

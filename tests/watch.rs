@@ -13,15 +13,13 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::cm::{CmServer, DOCS_CARD_ID, DOCS_SMARTCARD};
-use common::run::{apdus, cryptograms, secret_file, ZERO_KEY};
+use common::run::{admin_key_file, apdus, cryptograms, secret_file, WRONG_KEY, ZERO_KEY};
 use common::stack::VStack;
 use serde_json::Value;
 
 /// Bound of every wait for an event or a state: generous (2 cores shared with other work).
 const WAIT: Duration = Duration::from_secs(20);
 const PIN: &str = "24681357";
-/// Not "01" * 24: DES ignores parity bits, so that is the zero key again.
-const WRONG_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /// A running `scunblock watch --json`.
 struct Watcher {
@@ -172,9 +170,7 @@ impl Kiosk {
     }
 
     fn key(&self, hex: &str) -> String {
-        secret_file(self.dir.path(), "admin.key", format!("{hex}\n").as_bytes())
-            .display()
-            .to_string()
+        admin_key_file(self.dir.path(), hex)
     }
 
     /// An executable shell script in the kiosk directory; returns its path.

@@ -74,61 +74,37 @@ impl SoftHsm {
         let file = self.dir.path().join(format!("{label}.bin"));
         std::fs::write(&file, key).unwrap();
         let f = file.display().to_string();
-        self.run(
-            "pkcs11-tool",
-            &[
-                "--module",
-                SOFTHSM,
-                "--token-label",
-                token,
-                "--login",
-                "--pin",
-                USER_PIN,
-                "--write-object",
-                &f,
-                "--type",
-                "secrkey",
-                "--key-type",
-                key_type,
-                "--sensitive",
-                "--label",
-                label,
-                "--id",
-                id,
-            ],
-        );
+        let mut args = logged_in(token);
+        args.extend_from_slice(&[
+            "--write-object",
+            &f,
+            "--type",
+            "secrkey",
+            "--key-type",
+            key_type,
+            "--sensitive",
+            "--label",
+            label,
+            "--id",
+            id,
+        ]);
+        self.run("pkcs11-tool", &args);
         std::fs::remove_file(&file).unwrap();
     }
 
     /// `pkcs11-tool --list-objects` of the token, logged in.
     pub fn list(&self, token: &str) -> String {
-        self.run(
-            "pkcs11-tool",
-            &[
-                "--module",
-                SOFTHSM,
-                "--token-label",
-                token,
-                "--login",
-                "--pin",
-                USER_PIN,
-                "--list-objects",
-            ],
-        )
+        let mut args = logged_in(token);
+        args.push("--list-objects");
+        self.run("pkcs11-tool", &args)
     }
 
     /// Try to read the key's value out of the token; the output and whether it worked.
     pub fn try_extract(&self, token: &str, label: &str) -> (bool, String) {
         let out = self.dir.path().join("extracted.bin");
         let o = Command::new("pkcs11-tool")
+            .args(logged_in(token))
             .args([
-                "--module",
-                SOFTHSM,
-                "--token-label",
-                token,
-                "--login",
-                "--pin",
-                USER_PIN,
                 "--read-object",
                 "--type",
                 "secrkey",
@@ -165,6 +141,19 @@ impl SoftHsm {
         assert!(o.status.success(), "{tool} {args:?} failed:\n{text}");
         text
     }
+}
+
+/// pkcs11-tool's options that open `token` of SoftHSM and log in with [`USER_PIN`].
+fn logged_in(token: &str) -> Vec<&str> {
+    vec![
+        "--module",
+        SOFTHSM,
+        "--token-label",
+        token,
+        "--login",
+        "--pin",
+        USER_PIN,
+    ]
 }
 
 /// 3DES-ECB of one block, computed by openssl: the independent check.

@@ -3,6 +3,7 @@
 
 pub mod cm;
 pub mod hsm;
+pub mod rig;
 pub mod run;
 pub mod secrets;
 pub mod stack;

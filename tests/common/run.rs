@@ -41,6 +41,18 @@ impl Run {
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
+
+    /// Assert that stderr contains `needle`, showing stderr when it does not.
+    pub fn stderr_has(&self, needle: &str) -> &Run {
+        assert!(self.stderr.contains(needle), "{}", self.stderr);
+        self
+    }
+
+    /// Assert that stdout contains `needle`, showing stdout when it does not.
+    pub fn stdout_has(&self, needle: &str) -> &Run {
+        assert!(self.stdout.contains(needle), "{}", self.stdout);
+        self
+    }
 }
 
 /// Run `scunblock` with `args`, the given environment and stdin. `csock` is
@@ -81,6 +93,16 @@ pub fn scunblock(
     }
 }
 
+/// All that is left in a child's pipe (`child.stdout.take()` or `child.stderr.take()`),
+/// as text.
+pub fn drain(pipe: Option<impl std::io::Read>) -> String {
+    let mut text = String::new();
+    pipe.expect("a piped stream")
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
 /// Write a secret file with mode 600.
 pub fn secret_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     let p = dir.join(name);
@@ -93,7 +115,32 @@ pub fn secret_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     p
 }
 
+/// `hex` and a newline in the 0600 file `admin.key` of `dir` (a `--admin-key-file`); its path.
+pub fn admin_key_file(dir: &Path, hex: &str) -> String {
+    secret_file(dir, "admin.key", format!("{hex}\n").as_bytes())
+        .display()
+        .to_string()
+}
+
+/// `unblock --admin-key-file KEY --new-pin-env NEW_PIN`: the local-key unblock the tests
+/// start from (a test adds its own options after it).
+pub fn unblock_args(key_file: &str) -> Vec<&str> {
+    vec![
+        "unblock",
+        "--admin-key-file",
+        key_file,
+        "--new-pin-env",
+        "NEW_PIN",
+    ]
+}
+
 pub const ZERO_KEY: &str = "000000000000000000000000000000000000000000000000";
+/// A key that is not the card's. Not "01" * 24: DES ignores parity bits, so that is the
+/// zero key again.
+pub const WRONG_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
+/// The PIV default management key (3DES, three equal halves), also the GIDS example key of
+/// Microsoft's docs.
+pub const PIV_DEFAULT_KEY: &str = "010203040506070801020304050607080102030405060708";
 pub const GOLDEN_CHALLENGE: &str = "d61143f9ccffd2ca";
 pub const GOLDEN_RESPONSE: &str = "17466e766e303cb6";
 

@@ -45,7 +45,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use scunblock_testkit::cm::{try_test_ca, CmServer};
+use scunblock_testkit::cm::{try_test_ca, CmServer, DOCS_CARD_ID, DOCS_SMARTCARD};
 use scunblock_testkit::stack::{Insert, StackConfig, VStack};
 
 use crate::callgrind::callgrind;
@@ -90,10 +90,6 @@ pub const RESPONSE: &str = "17466E766E303CB6";
 pub const NEW_PIN: &str = "24681357";
 
 pub const ZERO_KEY: &str = "000000000000000000000000000000000000000000000000";
-
-pub const DOCS_SMARTCARD: &str = "17cf063d-e337-4aa9-a822-346554ddd3c9";
-
-pub const DOCS_CARD_ID: &str = "bc88f13f-83ba-4037-8262-46eba1291c6e";
 
 /// The agent's exchange for an unblock, as `scunblock --trace unblock` shows it (iso
 /// profile): admin tries, PIN tries, GET CHALLENGE, EXTERNAL AUTHENTICATE, RESET RETRY

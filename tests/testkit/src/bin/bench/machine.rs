@@ -28,14 +28,8 @@ pub fn loadavg() -> String {
 }
 
 pub fn machine() -> String {
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
+    let cpu = field_of("/proc/cpuinfo", "model name")
+        .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
         .unwrap_or_else(|| "?".into());
     let hv = if fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" hypervisor")) {
         ", virtual machine"
@@ -47,25 +41,20 @@ pub fn machine() -> String {
         .unwrap_or_default()
         .trim()
         .to_string();
-    let os = fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("PRETTY_NAME=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        })
+    let os = field_of("/etc/os-release", "PRETTY_NAME=")
+        .map(|v| v.trim_matches('"').to_string())
         .unwrap_or_default();
-    let mem = fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("MemTotal:")
-                    .and_then(|v| v.trim().trim_end_matches(" kB").parse::<f64>().ok())
-            })
-        })
+    let mem = field_of("/proc/meminfo", "MemTotal:")
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<f64>().ok())
         .map_or(String::new(), |kb| {
             format!(", {:.1} GiB RAM", kb / 1024.0 / 1024.0)
         });
     format!("nproc {nproc}, {cpu}{hv}{mem}; Linux {kernel}; {os}")
+}
+
+/// The rest of the first line of the file at `path` that starts with `prefix`.
+fn field_of(path: &str, prefix: &str) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
 }

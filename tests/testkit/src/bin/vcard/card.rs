@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::apdu::{auth_template, sw, Command, Response};
+use super::apdu::{auth_template, sw, tlv, Command, Response};
 pub use super::crypto::{AdminKey, MgmtAlg};
 
 pub const INS_VERIFY: u8 = 0x20;
@@ -17,6 +17,8 @@ pub const INS_GET_CHALLENGE: u8 = 0x84;
 pub const INS_GENERAL_AUTHENTICATE: u8 = 0x87;
 pub const INS_SELECT: u8 = 0xA4;
 pub const INS_GET_RESPONSE: u8 = 0xC0;
+pub const INS_GET_DATA: u8 = 0xCB;
+pub const INS_PUT_DATA: u8 = 0xDB;
 
 /// PIN reference (ISO "specific" PIN 80) for VERIFY and RESET RETRY COUNTER.
 pub const PIN_REF: u8 = 0x80;
@@ -409,6 +411,28 @@ impl Card {
         Ok(right)
     }
 
+    /// GENERAL AUTHENTICATE's challenge in the external form: `7C .. 81 <n new bytes>`.
+    pub fn template_challenge(&mut self, n: usize) -> Response {
+        let c = self.new_challenge(n);
+        Response::ok(tlv(&[0x7C], &tlv(&[0x81], &c)))
+    }
+
+    /// The answer to an admin response to `challenge`: 9000 when right, `wrong` (the family's
+    /// status word) when not, or what [`check_admin_response`](Card::check_admin_response)
+    /// refused it with.
+    pub fn admin_response(
+        &mut self,
+        challenge: Option<Vec<u8>>,
+        response: &[u8],
+        wrong: u16,
+    ) -> Response {
+        match self.check_admin_response(challenge, response) {
+            Err(sw) => Response::sw(sw),
+            Ok(true) => Response::sw(sw::OK),
+            Ok(false) => Response::sw(wrong),
+        }
+    }
+
     /// Applies the outcome of an admin authentication attempt to the counter and session.
     pub fn admin_outcome(&mut self, right: bool) {
         let p = &mut self.persistent;
@@ -482,17 +506,32 @@ impl Card {
     }
 
     fn reset_retry_counter(&mut self, cmd: &Command) -> Response {
-        if cmd.p1 != 0x02 {
+        let refused = (!self.session.admin_authenticated).then_some(sw::SECURITY_NOT_SATISFIED);
+        self.set_bare_pin(cmd, 0x02, refused, sw::INCORRECT_DATA)
+    }
+
+    /// A new PIN sent bare, as the card stores it (`00 <ins> <p1> 80 Lc <PIN>`): P1 other than
+    /// `p1` 6A86, P2 other than the PIN 6A88, then `refused` (the family's state check, e.g.
+    /// no admin authentication), then a length outside min..max `bad_length` (the families
+    /// answer that differently).
+    pub fn set_bare_pin(
+        &mut self,
+        cmd: &Command,
+        p1: u8,
+        refused: Option<u16>,
+        bad_length: u16,
+    ) -> Response {
+        if cmd.p1 != p1 {
             return Response::sw(sw::INCORRECT_P1P2);
         }
         if cmd.p2 != PIN_REF {
             return Response::sw(sw::REF_DATA_NOT_FOUND);
         }
-        if !self.session.admin_authenticated {
-            return Response::sw(sw::SECURITY_NOT_SATISFIED);
+        if let Some(sw) = refused {
+            return Response::sw(sw);
         }
         if !(self.config.pin_min..=self.config.pin_max_len).contains(&cmd.data.len()) {
-            return Response::sw(sw::INCORRECT_DATA);
+            return Response::sw(bad_length);
         }
         self.set_pin(cmd.data.clone());
         Response::sw(sw::OK)
@@ -613,16 +652,39 @@ pub fn unpad_ff(padded: &[u8]) -> Option<&[u8]> {
     (end > 0 && padded[end..].iter().all(|&b| b == 0xFF)).then_some(&padded[..end])
 }
 
+/// What the families' unit tests share: APDUs written as hex, and transcripts of them.
+#[cfg(test)]
+pub mod transcript {
+    use super::Card;
+
+    /// The CM docs' challenge, and its 3DES-ECB under the zero key.
+    pub const CHALLENGE: &str = "d61143f9ccffd2ca";
+    pub const RESPONSE: &str = "17466e766e303cb6";
+
+    /// The bytes of `s`, hex with spaces anywhere.
+    pub fn h(s: &str) -> Vec<u8> {
+        hex::decode(s.replace(' ', "")).unwrap()
+    }
+
+    /// Sends an APDU given in hex and returns the response in hex.
+    pub fn tx(card: &mut Card, apdu: &str) -> String {
+        hex::encode(card.transmit(&h(apdu)))
+    }
+
+    /// Sends each APDU in turn: each must get its answer (hex, the status word last).
+    pub fn transcript(card: &mut Card, steps: &[(&str, &str)]) {
+        for (apdu, answer) in steps {
+            assert_eq!(tx(card, apdu), *answer, "the answer to {apdu}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::transcript::{h, transcript, tx, CHALLENGE};
     use super::*;
 
     const ZERO_KEY: [u8; 24] = [0; 24];
-    const CHALLENGE: &str = "d61143f9ccffd2ca";
-
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
 
     fn card_with(config: Config) -> Card {
         Card::new(
@@ -641,11 +703,6 @@ mod tests {
         })
     }
 
-    /// Sends an APDU given in hex and returns the response in hex.
-    fn tx(card: &mut Card, apdu: &str) -> String {
-        hex::encode(card.transmit(&h(apdu)))
-    }
-
     fn authenticate(card: &mut Card) {
         assert_eq!(tx(card, "00 84 00 00 08"), format!("{CHALLENGE}9000"));
         assert_eq!(tx(card, "00 82 00 00 08 17466e766e303cb6"), "9000");
@@ -662,9 +719,14 @@ mod tests {
         assert_eq!(c.persistent.pin, b"1234");
         assert_eq!(c.persistent.pin_tries, 3);
         assert!(!c.session.admin_authenticated);
-        assert_eq!(tx(&mut c, "00 20 00 80"), "63c3");
-        assert_eq!(tx(&mut c, "00 20 00 80 04 31323334"), "9000");
-        assert_eq!(tx(&mut c, "00 20 00 80"), "9000");
+        transcript(
+            &mut c,
+            &[
+                ("00 20 00 80", "63c3"),
+                ("00 20 00 80 04 31323334", "9000"),
+                ("00 20 00 80", "9000"),
+            ],
+        );
         assert_eq!(c.log.ext_auth_with_data, 1);
         assert_eq!(c.log.rrc, 1);
         assert_eq!(c.log.apdus.len(), 7);
@@ -754,15 +816,14 @@ mod tests {
         let mut c = card();
         assert_eq!(tx(&mut c, "00 2C 02 80 04 31323334"), "6982");
         authenticate(&mut c);
-        assert_eq!(tx(&mut c, "00 2C 00 80 04 31323334"), "6a86");
-        assert_eq!(tx(&mut c, "00 2C 02 80 03 313233"), "6a80");
-        assert_eq!(
-            tx(&mut c, "00 2C 02 80 11 3132333435363738393031323334353637"),
-            "6a80"
-        );
-        assert_eq!(
-            tx(&mut c, "00 2C 02 80 10 31323334353637383930313233343536"),
-            "9000"
+        transcript(
+            &mut c,
+            &[
+                ("00 2C 00 80 04 31323334", "6a86"),
+                ("00 2C 02 80 03 313233", "6a80"),
+                ("00 2C 02 80 11 3132333435363738393031323334353637", "6a80"),
+                ("00 2C 02 80 10 31323334353637383930313233343536", "9000"),
+            ],
         );
         // Admin authentication is used up by the reset.
         assert_eq!(tx(&mut c, "00 2C 02 80 04 31323334"), "6982");
@@ -776,12 +837,17 @@ mod tests {
     #[test]
     fn pin_tries() {
         let mut c = card();
-        assert_eq!(tx(&mut c, "00 20 00 80"), "63c3");
-        assert_eq!(tx(&mut c, "00 20 00 80 04 39393939"), "63c2");
-        assert_eq!(tx(&mut c, "00 20 00 80 04 39393939"), "63c1");
-        assert_eq!(tx(&mut c, "00 20 00 80"), "63c1");
-        assert_eq!(tx(&mut c, "00 20 00 80 08 3132333435363738"), "9000");
-        assert_eq!(tx(&mut c, "00 20 00 80"), "9000");
+        transcript(
+            &mut c,
+            &[
+                ("00 20 00 80", "63c3"),
+                ("00 20 00 80 04 39393939", "63c2"),
+                ("00 20 00 80 04 39393939", "63c1"),
+                ("00 20 00 80", "63c1"),
+                ("00 20 00 80 08 3132333435363738", "9000"),
+                ("00 20 00 80", "9000"),
+            ],
+        );
         c.reset();
         assert_eq!(tx(&mut c, "00 20 00 80"), "63c3");
         for sw in ["63c2", "63c1", "6983", "6983"] {
@@ -797,9 +863,14 @@ mod tests {
             verify_empty_counts: true,
             ..Config::default()
         });
-        assert_eq!(tx(&mut c, "00 20 00 80"), "63c2");
-        assert_eq!(tx(&mut c, "00 20 00 80"), "63c1");
-        assert_eq!(tx(&mut c, "00 20 00 80"), "6983");
+        transcript(
+            &mut c,
+            &[
+                ("00 20 00 80", "63c2"),
+                ("00 20 00 80", "63c1"),
+                ("00 20 00 80", "6983"),
+            ],
+        );
     }
 
     #[test]
@@ -810,22 +881,37 @@ mod tests {
             fixed_challenge: Some(h(CHALLENGE)),
             ..Config::default()
         });
-        assert_eq!(tx(&mut c, "00 84 00 00 08"), "6103");
-        assert_eq!(tx(&mut c, "00 C0 00 00 03"), "d611436103");
-        assert_eq!(tx(&mut c, "00 C0 00 00 03"), "f9ccff6102");
-        assert_eq!(tx(&mut c, "00 C0 00 00 02"), "d2ca9000");
-        assert_eq!(tx(&mut c, "00 C0 00 00 02"), "6985");
+        transcript(
+            &mut c,
+            &[
+                ("00 84 00 00 08", "6103"),
+                ("00 C0 00 00 03", "d611436103"),
+                ("00 C0 00 00 03", "f9ccff6102"),
+                ("00 C0 00 00 02", "d2ca9000"),
+                ("00 C0 00 00 02", "6985"),
+            ],
+        );
         // GET RESPONSE keeps the challenge.
         assert_eq!(tx(&mut c, "00 82 00 00 08 17466e766e303cb6"), "9000");
         // Without a chunk limit everything comes in one GET RESPONSE; no data, no 61xx.
         c.config.t0_chunk = 256;
-        assert_eq!(tx(&mut c, "00 84 00 00 00"), "6108");
-        assert_eq!(tx(&mut c, "00 C0 00 00 08"), format!("{CHALLENGE}9000"));
-        assert_eq!(tx(&mut c, "00 20 00 80"), "63c3");
+        transcript(
+            &mut c,
+            &[
+                ("00 84 00 00 00", "6108"),
+                ("00 C0 00 00 08", &format!("{CHALLENGE}9000")),
+                ("00 20 00 80", "63c3"),
+            ],
+        );
         // Another command drops what was pending.
-        assert_eq!(tx(&mut c, "00 84 00 00 08"), "6108");
-        assert_eq!(tx(&mut c, "00 20 00 80"), "63c3");
-        assert_eq!(tx(&mut c, "00 C0 00 00 08"), "6985");
+        transcript(
+            &mut c,
+            &[
+                ("00 84 00 00 08", "6108"),
+                ("00 20 00 80", "63c3"),
+                ("00 C0 00 00 08", "6985"),
+            ],
+        );
     }
 
     #[test]
@@ -841,10 +927,15 @@ mod tests {
             fixed_challenge: Some(vec![7; 8]),
             ..Config::default()
         });
-        assert_eq!(tx(&mut c, "00 84 00 00 00"), "6c08");
-        assert_eq!(tx(&mut c, "00 84 00 00 08"), "07070707070707079000");
-        assert_eq!(tx(&mut c, "00 84 00 00 00"), "07070707070707079000");
-        assert_eq!(tx(&mut c, "00 84 00 00 04"), "6c08");
+        transcript(
+            &mut c,
+            &[
+                ("00 84 00 00 00", "6c08"),
+                ("00 84 00 00 08", "07070707070707079000"),
+                ("00 84 00 00 00", "07070707070707079000"),
+                ("00 84 00 00 04", "6c08"),
+            ],
+        );
     }
 
     #[test]
@@ -873,21 +964,31 @@ mod tests {
             ],
             ..Config::default()
         });
-        assert_eq!(tx(&mut c, "00 A4 04 00 0B A000000397425446590201"), "9000");
-        assert_eq!(tx(&mut c, "00 A4 04 00 02 A000"), "6a82");
-        assert_eq!(tx(&mut c, "00 12 00 00"), "6d00");
-        assert_eq!(tx(&mut c, "80 84 00 00 08"), "6e00");
-        assert_eq!(tx(&mut c, "00 84"), "6700");
-        assert_eq!(tx(&mut c, "00 84 00 00 08 01"), "6700");
-        assert_eq!(tx(&mut c, "00 84 01 00 08"), "6a86");
-        assert_eq!(tx(&mut c, "00 20 00 81"), "6a88");
-        assert_eq!(tx(&mut c, "00 82 00 01"), "6a88");
-        assert_eq!(tx(&mut c, "00 CA 00 00 00"), "0102");
-        assert_eq!(tx(&mut c, "00 CB"), "");
+        transcript(
+            &mut c,
+            &[
+                ("00 A4 04 00 0B A000000397425446590201", "9000"),
+                ("00 A4 04 00 02 A000", "6a82"),
+                ("00 12 00 00", "6d00"),
+                ("80 84 00 00 08", "6e00"),
+                ("00 84", "6700"),
+                ("00 84 00 00 08 01", "6700"),
+                ("00 84 01 00 08", "6a86"),
+                ("00 20 00 81", "6a88"),
+                ("00 82 00 01", "6a88"),
+                ("00 CA 00 00 00", "0102"),
+                ("00 CB", ""),
+            ],
+        );
         // `CC+data`: only the APDU with a data field is answered by the fault.
-        assert_eq!(tx(&mut c, "00 CC 00 00 02 0102"), "6f00");
-        assert_eq!(tx(&mut c, "00 CC 00 00"), "6d00");
-        assert_eq!(tx(&mut c, "00 CC 00 00 08"), "6d00");
+        transcript(
+            &mut c,
+            &[
+                ("00 CC 00 00 02 0102", "6f00"),
+                ("00 CC 00 00", "6d00"),
+                ("00 CC 00 00 08", "6d00"),
+            ],
+        );
     }
 
     #[test]

@@ -66,11 +66,7 @@ impl Card {
         if challenge.is_some() && cmd.data.len() != self.persistent.admin_key.alg().block_len() {
             return Response::sw(sw::WRONG_LENGTH);
         }
-        match self.check_admin_response(challenge, &cmd.data) {
-            Err(sw) => Response::sw(sw),
-            Ok(true) => Response::sw(sw::OK),
-            Ok(false) => Response::sw(sw::WRONG_CRYPTOGRAM),
-        }
+        self.admin_response(challenge, &cmd.data, sw::WRONG_CRYPTOGRAM)
     }
 
     /// UNLOCK PIN `00 2C 02 00 08 <new PIN FF-padded to 8>` after XAUTH: 9000; not
@@ -133,12 +129,9 @@ pub fn alg_supported(alg: MgmtAlg) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::card::transcript::{h, transcript, tx};
     use super::super::card::{AdminKey, Config, Family, Persistent};
     use super::*;
-
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
 
     fn card(key: AdminKey, challenge: &str) -> Card {
         Card::new(
@@ -154,28 +147,23 @@ mod tests {
         )
     }
 
-    fn tx(card: &mut Card, apdu: &str) -> String {
-        hex::encode(card.transmit(&h(apdu)))
-    }
-
     #[test]
     fn unlock_with_a_3des_key() {
         let mut c = card(AdminKey::new(vec![0; 24]).unwrap(), "d61143f9ccffd2ca");
-        assert_eq!(tx(&mut c, "00 A4 04 00 07 A0 00 00 00 79 10 00 00"), "9000");
-        assert_eq!(
-            tx(&mut c, "00 A4 04 00 09 A0 00 00 03 08 00 00 10 00 00"),
-            "9000"
+        transcript(
+            &mut c,
+            &[
+                ("00 A4 04 00 07 A0 00 00 00 79 10 00 00", "9000"),
+                ("00 A4 04 00 09 A0 00 00 03 08 00 00 10 00 00", "9000"),
+                ("00 A4 04 00 09 A0 00 00 03 97 42 54 46 59 00", "6a82"),
+                ("00 2C 02 00 08 31 32 33 34 FF FF FF FF", "63c5"),
+                ("00 84 00 00 00", "d61143f9ccffd2ca9000"),
+                ("00 82 00 01 08 17466e766e303cb6", "9000"),
+                ("00 2C 02 00 08 31 32 33 FF FF FF FF FF", "6a80"),
+                ("00 2C 02 00 08 31 32 FF 34 FF FF FF FF", "6a80"),
+                ("00 2C 02 00 08 31 32 33 34 FF FF FF FF", "9000"),
+            ],
         );
-        assert_eq!(
-            tx(&mut c, "00 A4 04 00 09 A0 00 00 03 97 42 54 46 59 00"),
-            "6a82"
-        );
-        assert_eq!(tx(&mut c, "00 2C 02 00 08 31 32 33 34 FF FF FF FF"), "63c5");
-        assert_eq!(tx(&mut c, "00 84 00 00 00"), "d61143f9ccffd2ca9000");
-        assert_eq!(tx(&mut c, "00 82 00 01 08 17466e766e303cb6"), "9000");
-        assert_eq!(tx(&mut c, "00 2C 02 00 08 31 32 33 FF FF FF FF FF"), "6a80");
-        assert_eq!(tx(&mut c, "00 2C 02 00 08 31 32 FF 34 FF FF FF FF"), "6a80");
-        assert_eq!(tx(&mut c, "00 2C 02 00 08 31 32 33 34 FF FF FF FF"), "9000");
         assert_eq!(c.persistent.pin, b"1234");
         assert!(!c.session.admin_authenticated);
         assert_eq!(tx(&mut c, "00 20 00 80 08 31 32 33 34 FF FF FF FF"), "9000");

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use super::apdu::{auth_template, parse_tlvs, sw, tlv, Command, Response, Tlv};
 use super::card::{
     random_bytes, AdminKey, Card, Mutual, Persistent, INS_CHANGE_REFERENCE_DATA,
-    INS_GENERAL_AUTHENTICATE, INS_RESET_RETRY_COUNTER, INS_SELECT, INS_VERIFY, PIN_REF,
+    INS_GENERAL_AUTHENTICATE, INS_GET_DATA, INS_PUT_DATA, INS_RESET_RETRY_COUNTER, INS_SELECT,
+    INS_VERIFY, PIN_REF,
 };
 
 /// The GIDS application AID (v2: the 9-byte RID+PIX that OpenSC selects, then version 02 01).
@@ -22,8 +23,6 @@ const AID_MIN: usize = 9;
 
 const INS_MSE: u8 = 0x22;
 const INS_ACTIVATE_FILE: u8 = 0x44;
-const INS_GET_DATA: u8 = 0xCB;
-const INS_PUT_DATA: u8 = 0xDB;
 const INS_CREATE_FILE: u8 = 0xE0;
 
 /// The admin key's reference (MSE `83 01 80`).
@@ -172,10 +171,7 @@ impl Card {
             [Tlv {
                 tag: 0x81,
                 value: [],
-            }] => {
-                let c = self.new_challenge(8);
-                Response::ok(tlv(&[0x7C], &tlv(&[0x81], &c)))
-            }
+            }] => self.template_challenge(8),
             [Tlv { tag: 0x81, value }] if value.len() == 16 => {
                 let r2 = random_bytes(16);
                 self.session.mutual = Some(Mutual::Gids {
@@ -185,11 +181,7 @@ impl Card {
                 Response::ok(tlv(&[0x7C], &tlv(&[0x81], &r2)))
             }
             [Tlv { tag: 0x82, value }] if value.len() == 8 => {
-                match self.check_admin_response(challenge, value) {
-                    Err(sw) => Response::sw(sw),
-                    Ok(true) => Response::sw(sw::OK),
-                    Ok(false) => Response::sw(sw::SECURITY_NOT_SATISFIED),
-                }
+                self.admin_response(challenge, value, sw::SECURITY_NOT_SATISFIED)
             }
             [Tlv { tag: 0x82, value }] if value.len() == 40 => {
                 self.gids_mutual_response(value, mutual)
@@ -226,20 +218,8 @@ impl Card {
     /// `00 2C 02 80 Lc <new PIN>` after admin authentication (GidsApplet: PIN length outside
     /// min..max 6700); the PIN's tries go back to max, all authentication is dropped.
     fn gids_reset_retry_counter(&mut self, cmd: &Command) -> Response {
-        if cmd.p1 != 0x02 {
-            return Response::sw(sw::INCORRECT_P1P2);
-        }
-        if cmd.p2 != PIN_REF {
-            return Response::sw(sw::REF_DATA_NOT_FOUND);
-        }
-        if !self.session.admin_authenticated {
-            return Response::sw(sw::SECURITY_NOT_SATISFIED);
-        }
-        if !(self.config.pin_min..=self.config.pin_max_len).contains(&cmd.data.len()) {
-            return Response::sw(sw::WRONG_LENGTH);
-        }
-        self.set_pin(cmd.data.clone());
-        Response::sw(sw::OK)
+        let refused = (!self.session.admin_authenticated).then_some(sw::SECURITY_NOT_SATISFIED);
+        self.set_bare_pin(cmd, 0x02, refused, sw::WRONG_LENGTH)
     }
 
     /// VERIFY `00 20 00 80 [PIN]` (as the iso card) and `00 20 00 82`: log out everything.
@@ -264,20 +244,11 @@ impl Card {
     /// CHANGE REFERENCE DATA `00 24 01 80 Lc <PIN>`: sets the first PIN of a new card
     /// (gids-tool --initialize); an initialised card refuses it (6985).
     fn gids_change_reference_data(&mut self, cmd: &Command) -> Response {
-        if cmd.p1 != 0x01 {
-            return Response::sw(sw::INCORRECT_P1P2);
-        }
-        if cmd.p2 != PIN_REF {
-            return Response::sw(sw::REF_DATA_NOT_FOUND);
-        }
-        if self.persistent.gids_initialised {
-            return Response::sw(sw::CONDITIONS_NOT_SATISFIED);
-        }
-        if !(self.config.pin_min..=self.config.pin_max_len).contains(&cmd.data.len()) {
-            return Response::sw(sw::WRONG_LENGTH);
-        }
-        self.set_pin(cmd.data.clone());
-        Response::sw(sw::OK)
+        let refused = self
+            .persistent
+            .gids_initialised
+            .then_some(sw::CONDITIONS_NOT_SATISFIED);
+        self.set_bare_pin(cmd, 0x01, refused, sw::WRONG_LENGTH)
     }
 
     /// GET DATA `00 CB <file> 04 5C 02 <DO> 00` -> `<DO> <len> <value>`: the PIN status object
@@ -385,16 +356,9 @@ impl Card {
 
 #[cfg(test)]
 mod tests {
+    use super::super::card::transcript::{h, transcript, tx, CHALLENGE, RESPONSE};
     use super::super::card::{Config, Family, Persistent};
     use super::*;
-
-    const CHALLENGE: &str = "d61143f9ccffd2ca";
-    /// 3DES-ECB of CHALLENGE under the zero key.
-    const RESPONSE: &str = "17466e766e303cb6";
-
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
 
     fn card_with(p: Persistent) -> Card {
         Card::new(
@@ -411,19 +375,17 @@ mod tests {
         card_with(Persistent::default())
     }
 
-    fn tx(card: &mut Card, apdu: &str) -> String {
-        hex::encode(card.transmit(&h(apdu)))
-    }
-
     fn external_auth(c: &mut Card) {
-        assert_eq!(tx(c, "00 22 81 A4 03 83 01 80"), "9000");
-        assert_eq!(
-            tx(c, "00 87 00 00 04 7C 02 81 00 00"),
-            format!("7c0a8108{CHALLENGE}9000")
-        );
-        assert_eq!(
-            tx(c, &format!("00 87 00 00 0C 7C 0A 82 08 {RESPONSE}")),
-            "9000"
+        transcript(
+            c,
+            &[
+                ("00 22 81 A4 03 83 01 80", "9000"),
+                (
+                    "00 87 00 00 04 7C 02 81 00 00",
+                    &format!("7c0a8108{CHALLENGE}9000"),
+                ),
+                (&format!("00 87 00 00 0C 7C 0A 82 08 {RESPONSE}"), "9000"),
+            ],
         );
     }
 
@@ -431,17 +393,19 @@ mod tests {
     fn select_answers_the_gids_aid_only() {
         let mut c = card();
         let fci = "61124f0ba000000397425446590201730340 01c0".replace(' ', "");
-        assert_eq!(
-            tx(&mut c, "00 A4 04 00 09 A0 00 00 03 97 42 54 46 59 00"),
-            format!("{fci}9000")
-        );
-        assert_eq!(
-            tx(&mut c, "00 A4 04 0C 09 A0 00 00 03 97 42 54 46 59"),
-            "9000"
-        );
-        assert_eq!(
-            tx(&mut c, "00 A4 04 00 0B A0 00 00 03 97 42 54 46 59 02 01 00"),
-            format!("{fci}9000")
+        transcript(
+            &mut c,
+            &[
+                (
+                    "00 A4 04 00 09 A0 00 00 03 97 42 54 46 59 00",
+                    &format!("{fci}9000"),
+                ),
+                ("00 A4 04 0C 09 A0 00 00 03 97 42 54 46 59", "9000"),
+                (
+                    "00 A4 04 00 0B A0 00 00 03 97 42 54 46 59 02 01 00",
+                    &format!("{fci}9000"),
+                ),
+            ],
         );
         for other in [
             "00 A4 04 00 05 A0 00 00 03 08 00",
@@ -521,9 +485,14 @@ mod tests {
             "reset"
         );
         assert_eq!(c.persistent.admin_tries, 5);
-        assert_eq!(tx(&mut c, "00 87 00 00 05 7C 03 82 01 00"), "6984");
-        assert_eq!(tx(&mut c, "00 87 00 00 02 7C 05"), "6984");
-        assert_eq!(tx(&mut c, "00 87 01 00 04 7C 02 81 00"), "6a86");
+        transcript(
+            &mut c,
+            &[
+                ("00 87 00 00 05 7C 03 82 01 00", "6984"),
+                ("00 87 00 00 02 7C 05", "6984"),
+                ("00 87 01 00 04 7C 02 81 00", "6a86"),
+            ],
+        );
     }
 
     #[test]
@@ -567,14 +536,16 @@ mod tests {
     fn pin_status_and_logout() {
         let mut c = card();
         c.persistent.pin_tries = 2;
-        assert_eq!(
-            tx(&mut c, "00 CB 3F FF 04 5C 02 7F 71 00"),
-            "7f71069701029301039000"
+        transcript(
+            &mut c,
+            &[
+                ("00 CB 3F FF 04 5C 02 7F 71 00", "7f71069701029301039000"),
+                ("00 CB 3F FF 04 5C 02 7F 73 00", "6a88"),
+                ("00 20 00 80 04 31 31 31 31", "63c1"),
+                ("00 20 00 80 08 3132333435363738", "9000"),
+                ("00 20 00 82", "9000"),
+            ],
         );
-        assert_eq!(tx(&mut c, "00 CB 3F FF 04 5C 02 7F 73 00"), "6a88");
-        assert_eq!(tx(&mut c, "00 20 00 80 04 31 31 31 31"), "63c1");
-        assert_eq!(tx(&mut c, "00 20 00 80 08 3132333435363738"), "9000");
-        assert_eq!(tx(&mut c, "00 20 00 82"), "9000");
         assert!(!c.session.pin_verified);
         assert_eq!(tx(&mut c, "00 20 00 80"), "63c3");
     }
@@ -586,12 +557,17 @@ mod tests {
         // 01 + 5 records of 28 bytes = 141 bytes: DF 1F 81 8D.
         assert!(mf.starts_with("df1f818d01"), "{mf}");
         assert!(mf.contains(&hex::encode(b"cardid")));
-        assert_eq!(
-            tx(&mut c, "00 CB A0 12 04 5C 02 DF 20 00"),
-            "df201000112233445566778899aabbccddeeff9000"
+        transcript(
+            &mut c,
+            &[
+                (
+                    "00 CB A0 12 04 5C 02 DF 20 00",
+                    "df201000112233445566778899aabbccddeeff9000",
+                ),
+                ("00 CB A0 10 04 5C 02 DF 23 00", "df23009000"),
+                ("00 CB A0 10 04 5C 02 DF 30 00", "6a82"),
+            ],
         );
-        assert_eq!(tx(&mut c, "00 CB A0 10 04 5C 02 DF 23 00"), "df23009000");
-        assert_eq!(tx(&mut c, "00 CB A0 10 04 5C 02 DF 30 00"), "6a82");
 
         let mut c = card_with(Persistent {
             card_id: None,
@@ -645,23 +621,38 @@ mod tests {
             c.persistent.card_id,
             Some(h("FFEEDDCCBBAA99887766554433221100").try_into().unwrap())
         );
-        assert_eq!(tx(&mut c, "00 DB A0 10 03 DF 23 00"), "9000");
-        assert_eq!(tx(&mut c, "00 A4 00 0C 02 3F FF"), "9000");
-        assert_eq!(tx(&mut c, "00 44 00 00"), "9000");
+        transcript(
+            &mut c,
+            &[
+                ("00 DB A0 10 03 DF 23 00", "9000"),
+                ("00 A4 00 0C 02 3F FF", "9000"),
+                ("00 44 00 00", "9000"),
+            ],
+        );
         assert!(c.persistent.gids_initialised);
         // Initialised: PUT DATA needs authentication; admin authentication works.
-        assert_eq!(tx(&mut c, "00 DB A0 10 03 DF 23 00"), "6982");
-        assert_eq!(tx(&mut c, "00 24 01 80 04 39 38 37 36"), "6985");
-        assert_eq!(tx(&mut c, "00 22 81 A4 03 83 01 80"), "9000");
+        transcript(
+            &mut c,
+            &[
+                ("00 DB A0 10 03 DF 23 00", "6982"),
+                ("00 24 01 80 04 39 38 37 36", "6985"),
+                ("00 22 81 A4 03 83 01 80", "9000"),
+            ],
+        );
         assert_eq!(tx(&mut c, "00 87 00 00 04 7C 02 81 00 00").len(), 28);
     }
 
     #[test]
     fn mse_checks() {
         let mut c = card();
-        assert_eq!(tx(&mut c, "00 22 41 A4 03 83 01 80"), "6a86");
-        assert_eq!(tx(&mut c, "00 22 81 A4 03 83 01 81"), "6a88");
-        assert_eq!(tx(&mut c, "00 22 81 A4 02 83 01"), "6a80");
+        transcript(
+            &mut c,
+            &[
+                ("00 22 41 A4 03 83 01 80", "6a86"),
+                ("00 22 81 A4 03 83 01 81", "6a88"),
+                ("00 22 81 A4 02 83 01", "6a80"),
+            ],
+        );
         assert_eq!(c.session.mse, None);
     }
 }

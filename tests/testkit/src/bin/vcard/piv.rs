@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use super::apdu::{auth_template, parse_tlvs, sw, tlv, Command, Response, Tlv};
 use super::card::{
     constant_time_eq, random_bytes, tries_sw, unpad_ff, Card, Mutual, Persistent,
-    INS_GENERAL_AUTHENTICATE, INS_RESET_RETRY_COUNTER, INS_SELECT, INS_VERIFY, PIN_REF,
+    INS_GENERAL_AUTHENTICATE, INS_GET_DATA, INS_PUT_DATA, INS_RESET_RETRY_COUNTER, INS_SELECT,
+    INS_VERIFY, PIN_REF,
 };
 use super::crypto::MgmtAlg;
 
@@ -22,8 +23,6 @@ pub const AID: [u8; 11] = [
 ];
 const AID_MIN: usize = 5;
 
-const INS_GET_DATA: u8 = 0xCB;
-const INS_PUT_DATA: u8 = 0xDB;
 const INS_GET_METADATA: u8 = 0xF7;
 const INS_GET_SERIAL: u8 = 0xF8;
 const INS_GET_VERSION: u8 = 0xFD;
@@ -126,16 +125,9 @@ impl Card {
             [Tlv {
                 tag: 0x81,
                 value: [],
-            }] => {
-                let c = self.new_challenge(block);
-                Response::ok(tlv(&[0x7C], &tlv(&[0x81], &c)))
-            }
+            }] => self.template_challenge(block),
             [Tlv { tag: 0x82, value }] if value.len() == block => {
-                match self.check_admin_response(challenge, value) {
-                    Err(sw) => Response::sw(sw),
-                    Ok(true) => Response::sw(sw::OK),
-                    Ok(false) => Response::sw(wrong),
-                }
+                self.admin_response(challenge, value, wrong)
             }
             [Tlv {
                 tag: 0x80,
@@ -315,16 +307,9 @@ fn piv_select(cmd: &Command) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use super::super::card::transcript::{h, transcript, tx, CHALLENGE, RESPONSE};
     use super::super::card::{AdminKey, Config, Family, Persistent};
     use super::*;
-
-    const CHALLENGE: &str = "d61143f9ccffd2ca";
-    /// 3DES-ECB of CHALLENGE under the zero key.
-    const RESPONSE: &str = "17466e766e303cb6";
-
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
 
     fn card_with(config: Config, p: Persistent) -> Card {
         Card::new(
@@ -346,10 +331,6 @@ mod tests {
         )
     }
 
-    fn tx(card: &mut Card, apdu: &str) -> String {
-        hex::encode(card.transmit(&h(apdu)))
-    }
-
     #[test]
     fn select_by_prefixes_of_the_aid() {
         let mut c = card();
@@ -363,9 +344,14 @@ mod tests {
             let apdu = format!("00A40400{:02x}{aid}", aid.len() / 2);
             assert_eq!(tx(&mut c, &apdu), apt, "{aid}");
         }
-        assert_eq!(tx(&mut c, "00 A4 04 00 04 A0000003"), "6a82");
-        assert_eq!(tx(&mut c, "00 A4 04 00 09 A00000039742544659"), "6a82");
-        assert_eq!(tx(&mut c, "00 A4 04 00 07 A0000000791000"), "6a82");
+        transcript(
+            &mut c,
+            &[
+                ("00 A4 04 00 04 A0000003", "6a82"),
+                ("00 A4 04 00 09 A00000039742544659", "6a82"),
+                ("00 A4 04 00 07 A0000000791000", "6a82"),
+            ],
+        );
     }
 
     #[test]
@@ -532,11 +518,16 @@ mod tests {
             tx(&mut c, &format!("00 20 00 80 08 {}", padded("4321"))),
             "9000"
         );
-        assert_eq!(tx(&mut c, "00 20 00 80"), "9000");
-        assert_eq!(tx(&mut c, "00 2C 02 80 04 31323334"), "6a86");
-        assert_eq!(tx(&mut c, "00 2C 00 80 08 3132333435363738"), "6700");
-        assert_eq!(tx(&mut c, "00 F7 00 80"), "0101ff050100060203039000");
-        assert_eq!(tx(&mut c, "00 F7 00 81"), "0101ff050101060203039000");
+        transcript(
+            &mut c,
+            &[
+                ("00 20 00 80", "9000"),
+                ("00 2C 02 80 04 31323334", "6a86"),
+                ("00 2C 00 80 08 3132333435363738", "6700"),
+                ("00 F7 00 80", "0101ff050100060203039000"),
+                ("00 F7 00 81", "0101ff050101060203039000"),
+            ],
+        );
         for _ in 0..3 {
             tx(&mut c, &rrc("00000000", "4321"));
         }
@@ -582,9 +573,14 @@ mod tests {
     #[test]
     fn yubikey_extras_or_not() {
         let mut c = card();
-        assert_eq!(tx(&mut c, "00 FD 00 00 00"), "0507019000");
-        assert_eq!(tx(&mut c, "00 F8 00 00 00"), "00bc614e9000");
-        assert_eq!(tx(&mut c, "00 F7 00 9A"), "6a88");
+        transcript(
+            &mut c,
+            &[
+                ("00 FD 00 00 00", "0507019000"),
+                ("00 F8 00 00 00", "00bc614e9000"),
+                ("00 F7 00 9A", "6a88"),
+            ],
+        );
         let mut c = card_with(
             Config {
                 metadata: false,

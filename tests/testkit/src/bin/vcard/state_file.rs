@@ -170,28 +170,26 @@ fn persistent_from_json(v: &Value, mut p: Persistent) -> Result<Persistent, Stri
             Some(x) => Err(format!("{name}: not a hex string: {x}")),
         }
     };
-    if let Some(n) = count("admin_tries")? {
-        p.admin_tries = n;
-    }
-    if let Some(n) = count("admin_max")? {
-        p.admin_max = n;
-    }
-    if let Some(n) = count("pin_tries")? {
-        p.pin_tries = n;
-    }
-    if let Some(n) = count("pin_max")? {
-        p.pin_max = n;
+    // One field after another, in this order: of several bad fields, the first is reported.
+    for (name, counter) in [
+        ("admin_tries", &mut p.admin_tries),
+        ("admin_max", &mut p.admin_max),
+        ("pin_tries", &mut p.pin_tries),
+        ("pin_max", &mut p.pin_max),
+    ] {
+        if let Some(n) = count(name)? {
+            *counter = n;
+        }
     }
     if let Some(pin) = hex_field("pin_hex")? {
         p.pin = pin;
     } else if let Some(pin) = v.get("pin").and_then(Value::as_str) {
         p.pin = pin.as_bytes().to_vec();
     }
-    if let Some(n) = count("puk_tries")? {
-        p.puk_tries = n;
-    }
-    if let Some(n) = count("puk_max")? {
-        p.puk_max = n;
+    for (name, counter) in [("puk_tries", &mut p.puk_tries), ("puk_max", &mut p.puk_max)] {
+        if let Some(n) = count(name)? {
+            *counter = n;
+        }
     }
     if let Some(puk) = hex_field("puk_hex")? {
         p.puk = puk;
