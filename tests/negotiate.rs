@@ -17,7 +17,7 @@ use std::time::Instant;
 use common::cm::{
     cm_unblock_args, long_pin_profile, CmServer, DOCS_REQUEST as REQ, DOCS_SMARTCARD as SCID,
 };
-use common::run::{apdus, cryptograms, scunblock, Run, GOLDEN_CHALLENGE};
+use common::run::{apdus, cryptograms, scunblock, tool, Run, GOLDEN_CHALLENGE};
 use common::stack::{Card, VStack};
 use serde_json::Value;
 
@@ -74,17 +74,12 @@ impl Realm {
             .tempdir()
             .unwrap();
         let started = Instant::now();
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .expect("run scripts/krb5-realm start");
-        assert!(
-            out.status.success(),
-            "scripts/krb5-realm start failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let out = tool(
+            Command::new("bash")
+                .arg(script())
+                .arg("start")
+                .arg(dir.path()),
+            "scripts/krb5-realm start",
         );
         eprintln!("realm + KDC up in {} ms", started.elapsed().as_millis());
         let env = String::from_utf8_lossy(&out.stdout)
@@ -113,22 +108,16 @@ impl Realm {
         env
     }
 
-    /// `kinit -k -t client.keytab scunblock@SCUNBLOCK.TEST` into this realm's ticket cache.
-    fn kinit(&self) {
-        let out = Command::new("kinit")
-            .args([
-                "-k",
-                "-t",
-                &self.path("client.keytab"),
-                "scunblock@SCUNBLOCK.TEST",
-            ])
-            .envs(self.env())
-            .output()
-            .expect("run kinit");
-        assert!(
-            out.status.success(),
-            "kinit: {}",
-            String::from_utf8_lossy(&out.stderr)
+    /// `kinit [LIFETIME] -k -t client.keytab scunblock@SCUNBLOCK.TEST` into this realm's
+    /// ticket cache.
+    fn kinit(&self, lifetime: &[&str]) {
+        tool(
+            Command::new("kinit")
+                .args(lifetime)
+                .args(["-k", "-t", &self.path("client.keytab")])
+                .arg("scunblock@SCUNBLOCK.TEST")
+                .envs(self.env()),
+            "kinit",
         );
     }
 
@@ -359,7 +348,7 @@ fn a_server_that_signs_in_per_request_gets_a_handshake_per_request() {
 #[test]
 fn unblock_with_the_ticket_cache_after_kinit() {
     let Some(realm) = Realm::start() else { return };
-    realm.kinit();
+    realm.kinit(&[]);
     let s = setup();
     let cm = cm_server(&realm, &["--negotiate-spn", "HTTP/localhost"]);
     let r = unblock(
@@ -423,23 +412,7 @@ fn no_ticket_exits_6_before_the_card_is_touched() {
 #[test]
 fn an_expired_ticket_exits_6() {
     let Some(realm) = Realm::start() else { return };
-    let out = Command::new("kinit")
-        .args([
-            "-l",
-            "1s",
-            "-k",
-            "-t",
-            &realm.path("client.keytab"),
-            "scunblock@SCUNBLOCK.TEST",
-        ])
-        .envs(realm.env())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kinit: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    realm.kinit(&["-l", "1s"]);
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let s = setup();
     let cm = cm_server(&realm, &[]);
@@ -571,7 +544,7 @@ fn an_unreachable_kdc_exits_6() {
 #[test]
 fn an_unreachable_kdc_with_a_ticket_cache_exits_6() {
     let Some(realm) = Realm::start() else { return };
-    realm.kinit();
+    realm.kinit(&[]);
     realm.stop_kdc();
     let s = setup();
     let cm = cm_server(&realm, &[]);

@@ -330,16 +330,11 @@ fn pyscard_decodes_every_real_atr_as_we_do() {
         .map(|(slot, (_, hex))| stack.insert(slot, &["--atr", hex]))
         .collect();
 
-    let out = Command::new(&python)
-        .args(["-c", PYSCARD_SCRIPT])
-        .env("PCSCLITE_CSOCK_NAME", stack.csock())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "the pyscard script failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run::tool(
+        Command::new(&python)
+            .args(["-c", PYSCARD_SCRIPT])
+            .env("PCSCLITE_CSOCK_NAME", stack.csock()),
+        "the pyscard script",
     );
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(

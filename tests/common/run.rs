@@ -93,6 +93,23 @@ pub fn scunblock(
     }
 }
 
+/// Run another program (a third-party tool, a set-up script) to its end with
+/// stdin closed; a failure fails the test with what the program printed.
+pub fn tool(cmd: &mut std::process::Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run it: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// All that is left in a child's pipe (`child.stdout.take()` or `child.stderr.take()`),
 /// as text.
 pub fn drain(pipe: Option<impl std::io::Read>) -> String {
