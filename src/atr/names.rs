@@ -42,9 +42,9 @@ fn names_from_list(text: &str, atr_hex: &str) -> Vec<String> {
     let mut matching = false;
     let mut in_patterns = false;
     // The system list is ~480 KB of mostly description lines: memchr finds the line ends,
-    // and a description line is only read under a matching pattern (`scunblock info`:
-    // 8.4 M -> 4.0 M instructions with the pre-filter below; docs/performance.md). A '\r' before a '\n' is
-    // whitespace that `trim` removes, as `lines` would.
+    // and a description line is only read under a matching pattern (`scunblock info`: 8.4 M
+    // -> 4.0 M instructions with the pre-filter below; docs/performance.md). A '\r' before
+    // a '\n' is whitespace that `trim` removes, as `lines` would.
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', text.as_bytes()).chain([text.len()]) {
         let line = &text[start..end];
