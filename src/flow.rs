@@ -177,12 +177,12 @@ impl<'a> Card<'a> {
                 slot @ None => {
                     let (profile, source) =
                         crate::card::detect::profile(ch, &out.card.atr, choice)?;
+                    out.profile = profile.name.clone();
                     out.profile_source = Some(source);
                     &**slot.insert(crate::card::for_profile(profile))
                 }
             },
         };
-        out.profile = applet.name().to_string();
         if let Some(mode) = mode.filter(|_| !self.fits) {
             check_fit(applet, mode)?;
         }
